@@ -1,0 +1,1 @@
+"""Repo-wide test configuration only."""

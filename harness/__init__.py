@@ -1,0 +1,47 @@
+"""A memory-leak regression harness for training loops.
+
+Drive the code past the point where it should reach steady state, record memory the
+whole way, and fail with a message that says what grows, how fast, since when, when it
+will run out, and who is holding it. See DESIGN.md for the contract of these names.
+"""
+
+from __future__ import annotations
+
+from harness.analysis import Diagnosis, GrowthVerdict, diagnose, growth_verdict
+from harness.assertions import assert_no_linear_growth
+from harness.errors import GrowthError, HarnessError, HarnessUsageError, LeakError, ReleaseError, TraceError
+from harness.liveness import ReleaseTracker, Survivor, find_chains, track_release
+from harness.recorder import Recorder, record
+from harness.stats import Growth, robust_growth
+from harness.trace import Event, Trace
+from harness.units import format_rate, format_size, parse_rate, parse_size
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Diagnosis",
+    "Event",
+    "Growth",
+    "GrowthError",
+    "GrowthVerdict",
+    "HarnessError",
+    "HarnessUsageError",
+    "LeakError",
+    "Recorder",
+    "ReleaseError",
+    "ReleaseTracker",
+    "Survivor",
+    "Trace",
+    "TraceError",
+    "assert_no_linear_growth",
+    "diagnose",
+    "find_chains",
+    "format_rate",
+    "format_size",
+    "growth_verdict",
+    "parse_rate",
+    "parse_size",
+    "record",
+    "robust_growth",
+    "track_release",
+]

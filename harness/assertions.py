@@ -1,0 +1,39 @@
+"""Assertions: thin wrappers over analysis that raise with a message a person can act on."""
+
+from __future__ import annotations
+
+from harness.analysis import GrowthVerdict, growth_verdict
+from harness.errors import GrowthError
+from harness.trace import Trace
+
+
+def assert_no_linear_growth(
+    trace: Trace,
+    *,
+    after: str | None = None,
+    max_growth: object = "1 MB/1k steps",
+    signal: str = "rss",
+    settle: object = None,
+    budget: object = None,
+    confidence: float = 0.95,
+) -> GrowthVerdict:
+    """Fail when ``signal`` grows faster than ``max_growth`` in the window after ``after``.
+
+    The verdict fails only when the whole ``confidence`` interval of the robust
+    (Theil–Sen) slope lies above ``max_growth``, so one-off steps of the allocator do not
+    fail a clean run. ``settle`` (steps, or a fraction like "10%") is skipped after the
+    event before the window starts. ``budget`` (default: this machine's memory) is what
+    the projection in the message runs out of. Returns the verdict when it passes.
+    """
+    verdict = growth_verdict(
+        trace,
+        max_growth=max_growth,
+        after=after,
+        signal=signal,
+        settle=settle,
+        budget=budget,
+        confidence=confidence,
+    )
+    if not verdict.passed:
+        raise GrowthError(verdict.message())
+    return verdict

@@ -1,0 +1,33 @@
+"""One exception hierarchy for every failure the harness reports.
+
+``LeakError`` is an ``AssertionError`` so pytest reports a verdict as a test failure,
+not as an internal error. ``HarnessUsageError`` is for bad input (a bad size string,
+an unknown marker argument, an event that was never marked): it is a ``ValueError``
+whose message is one line naming the value and where it came from.
+"""
+
+from __future__ import annotations
+
+
+class HarnessError(Exception):
+    """Base class of everything the harness raises on purpose."""
+
+
+class LeakError(HarnessError, AssertionError):
+    """A memory verdict failed: the message states figure, limit, window and next step."""
+
+
+class GrowthError(LeakError):
+    """Memory grows linearly past its limit."""
+
+
+class ReleaseError(LeakError):
+    """Objects that had to die are still alive."""
+
+
+class HarnessUsageError(HarnessError, ValueError):
+    """Bad input to the harness: a one-line message naming the value and its source."""
+
+
+class TraceError(HarnessUsageError):
+    """A trace cannot be analysed as asked (empty, too short, unknown event or signal)."""

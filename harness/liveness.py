@@ -1,0 +1,459 @@
+"""Liveness: weak references to objects that must die, and who holds the survivors.
+
+A weak reference catches a retained evicted object on the very first eviction it
+survives, where a trend test needs hundreds of steps (DESIGN.md). For each survivor we
+then find the shortest chain of references from a root (a local variable of a running
+frame, a module global) to it, and name each hop in words.
+
+Why a forward search from the roots instead of ``gc.get_referrers`` from the survivor:
+numpy arrays are not tracked by the cyclic gc, and CPython untracks tuples and dicts that
+hold only untracked objects, so a view of an evicted episode sitting in a tuple is
+invisible to ``gc.get_referrers``. ``gc.get_referents`` still walks such containers, and
+an array's ``.base`` and a tensor's shared storage are followed explicitly. The search is
+breadth first over all roots at once (so the first chain found is a shortest one) and is
+capped by depth, object count and time.
+"""
+
+from __future__ import annotations
+
+import gc
+import sys
+import time
+import types
+import warnings
+import weakref
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any
+
+from harness.errors import HarnessUsageError, ReleaseError
+
+_ATOMIC = (str, bytes, bytearray, int, float, complex, bool, type(None), types.CodeType,
+           types.BuiltinFunctionType, types.ModuleType, weakref.ReferenceType, range)
+_HARNESS_PREFIX = "harness"
+
+
+@dataclass(frozen=True)
+class Hop:
+    """One reference in a chain: how ``parent`` holds the next object, and that object."""
+
+    edge: str  # "local 'x' in f (file:12)", ".attr", "[3]", "['key']", ".base", "closure 'x'", ...
+    kind: str  # "root", "attr", "item", "key", "base", "closure", "shares", "ref"
+    what: str  # a description of the object reached
+
+
+@dataclass(frozen=True)
+class Chain:
+    hops: tuple[Hop, ...]
+
+    def __str__(self) -> str:
+        parts: list[str] = []
+        for i, hop in enumerate(self.hops):
+            if hop.kind == "root":
+                parts.append(f"{hop.edge} ({hop.what})")
+            elif hop.kind == "attr" and i > 0:
+                owner = self.hops[i - 1].what.split(" ")[0]
+                parts.append(f"{owner}{hop.edge} ({hop.what})")
+            else:
+                parts.append(f"{hop.edge} ({hop.what})")
+        return " -> ".join(parts)
+
+
+@dataclass(frozen=True)
+class Survivor:
+    label: str
+    type_name: str
+    chain: Chain | None
+    note: str
+
+    def describe(self) -> str:
+        held = f"held by: {self.chain}" if self.chain is not None else self.note
+        return f"{self.label} ({self.type_name}) is still alive, {held}"
+
+
+def describe(obj: object) -> str:
+    """A short description of an object for a chain: type, size, shape."""
+    if isinstance(obj, type):
+        return f"class {obj.__qualname__}"
+    tname = type(obj).__qualname__
+    module = type(obj).__module__
+    if module == "numpy" and hasattr(obj, "shape"):
+        kind = "ndarray view" if getattr(obj, "base", None) is not None else "ndarray"
+        return f"{kind} {tuple(obj.shape)} {obj.dtype}"  # type: ignore[attr-defined]
+    if module == "torch" and hasattr(obj, "shape"):
+        return f"Tensor {tuple(obj.shape)} {obj.dtype}".replace("torch.", "")  # type: ignore[attr-defined]
+    if isinstance(obj, (list, tuple, deque, dict, set, frozenset)):
+        return f"{tname}, {len(obj):,} items"
+    if isinstance(obj, types.FunctionType):
+        return f"function {obj.__qualname__}"
+    if isinstance(obj, types.MethodType):
+        return f"bound method {obj.__func__.__qualname__}"
+    return tname
+
+
+def _short(value: object, width: int = 30) -> str:
+    text = repr(value)
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def _frame_label(frame: types.FrameType, name: str) -> str:
+    code = frame.f_code
+    return f"local {name!r} in {code.co_name} ({_relpath(code.co_filename)}:{frame.f_lineno})"
+
+
+def _relpath(filename: str) -> str:
+    import os
+
+    cwd = os.getcwd()
+    return filename[len(cwd) + 1 :] if filename.startswith(cwd + os.sep) else filename
+
+
+def _is_harness_file(filename: str) -> bool:
+    import os
+
+    return os.path.dirname(filename) == os.path.dirname(__file__)
+
+
+def _memory_range(obj: object) -> tuple[int, int] | None:
+    """(start, end) of the buffer of a numpy array, or None."""
+    if type(obj).__module__ != "numpy":
+        return None
+    try:
+        start = obj.__array_interface__["data"][0]  # type: ignore[attr-defined]
+        return (int(start), int(start) + int(obj.nbytes))  # type: ignore[attr-defined]
+    except (AttributeError, KeyError, TypeError):
+        return None
+
+
+def _tensor_range(obj: object) -> tuple[int, int] | None:
+    if type(obj).__module__ != "torch" or not hasattr(obj, "untyped_storage"):
+        return None
+    try:
+        storage = obj.untyped_storage()
+        if storage.device.type != "cpu":
+            return None
+        start = int(storage.data_ptr())
+        return (start, start + int(storage.nbytes()))
+    except Exception:  # sparse, meta or otherwise exotic tensors
+        return None
+
+
+def _children(obj: object, target_ranges: list[tuple[int, int, int]]) -> Iterator[tuple[object, str, str]]:
+    """(child, edge label, edge kind) for each reference ``obj`` holds."""
+    if isinstance(obj, dict):
+        for key, value in obj.items():
+            yield value, f"[{_short(key)}]", "key"
+            if not isinstance(key, _ATOMIC):
+                yield key, "(a key)", "ref"
+        return
+    if isinstance(obj, (list, tuple, deque)):
+        for i, value in enumerate(obj):
+            yield value, f"[{i}]", "item"
+        return
+    if isinstance(obj, (set, frozenset)):
+        for value in obj:
+            yield value, "(a member)", "item"
+        return
+    if isinstance(obj, types.FunctionType):
+        for name, cell in zip(obj.__code__.co_freevars, obj.__closure__ or (), strict=False):
+            try:
+                yield cell.cell_contents, f"closure variable {name!r}", "closure"
+            except ValueError:  # empty cell
+                pass
+        for value in obj.__defaults__ or ():
+            yield value, "(a default argument)", "ref"
+        for name, value in (obj.__kwdefaults__ or {}).items():
+            yield value, f"(default of {name!r})", "ref"
+        for name, value in obj.__dict__.items():
+            yield value, f".{name}", "attr"
+        return
+    if isinstance(obj, types.MethodType):
+        yield obj.__self__, ".__self__", "attr"
+        return
+    if isinstance(obj, types.FrameType):
+        for name, value in obj.f_locals.items():
+            yield value, _frame_label(obj, name), "root"
+        return
+    if isinstance(obj, (types.GeneratorType, types.CoroutineType)):
+        frame = obj.gi_frame if isinstance(obj, types.GeneratorType) else obj.cr_frame
+        if frame is not None:
+            for name, value in frame.f_locals.items():
+                yield value, f"generator local {name!r}", "attr"
+        return
+    if isinstance(obj, types.CellType):
+        try:
+            yield obj.cell_contents, "(cell)", "closure"
+        except ValueError:
+            pass
+        return
+    if isinstance(obj, type):
+        for name, value in list(vars(obj).items()):
+            if not name.startswith("__"):
+                yield value, f".{name}", "attr"
+        return
+    module = type(obj).__module__
+    if module == "numpy":
+        base = getattr(obj, "base", None)
+        if base is not None:
+            yield base, ".base", "base"
+        return
+    if module == "torch" and target_ranges:
+        span = _tensor_range(obj)
+        if span is not None:
+            for start, end, index in target_ranges:
+                if span[0] < end and start < span[1]:
+                    yield _TargetRef(index), "shares memory (torch.from_numpy)", "shares"
+        # fall through: a tensor's Python attributes may hold more
+    handled_dict = False
+    try:
+        attrs = vars(obj)
+    except TypeError:
+        attrs = None
+    if attrs is not None:
+        handled_dict = True
+        for name, value in list(attrs.items()):
+            yield value, f".{name}", "attr"
+    for cls in type(obj).__mro__:
+        for slot in cls.__dict__.get("__slots__", ()) if isinstance(cls.__dict__.get("__slots__", ()), (tuple, list)) else ():
+            if slot in ("__dict__", "__weakref__"):
+                continue
+            try:
+                yield getattr(obj, slot), f".{slot}", "attr"
+            except AttributeError:
+                pass
+    for ref in gc.get_referents(obj):
+        if ref is type(obj) or (handled_dict and ref is attrs) or isinstance(ref, _ATOMIC):
+            continue
+        yield ref, "(referent)", "ref"
+
+
+class _TargetRef:
+    """A stand-in edge to target ``index`` (memory shared through a C-level reference)."""
+
+    __slots__ = ("index",)
+
+    def __init__(self, index: int) -> None:
+        self.index = index
+
+
+def _frame_roots(skip: Callable[[types.FrameType], bool]) -> Iterator[tuple[object, str]]:
+    """Locals of every frame of every thread, innermost first."""
+    seen: set[int] = set()
+    for frame in list(sys._current_frames().values()):
+        f: types.FrameType | None = frame
+        while f is not None:
+            if id(f) not in seen and not skip(f):
+                seen.add(id(f))
+                for name, value in list(f.f_locals.items()):
+                    yield value, _frame_label(f, name)
+            f = f.f_back
+
+
+def _module_roots() -> Iterator[tuple[object, str]]:
+    """Globals of every imported module but the harness's own."""
+    for modname, mod in list(sys.modules.items()):
+        if modname.split(".")[0] == _HARNESS_PREFIX or mod is None:
+            continue
+        try:
+            items = list(vars(mod).items())
+        except TypeError:
+            continue
+        for attr, value in items:
+            if not attr.startswith("__"):
+                yield value, f"module global {modname}.{attr}"
+
+
+def find_chains(
+    targets: list[object],
+    *,
+    max_depth: int = 20,
+    max_objects: int = 2_000_000,
+    time_budget_s: float = 10.0,
+) -> tuple[list[Chain | None], str]:
+    """Shortest reference chain from a root to each target (None where none was found).
+
+    Returns the chains and a note on how the search ended ("complete", or which cap hit).
+    """
+    target_index = {id(t): i for i, t in enumerate(targets)}
+    target_ranges = [(r[0], r[1], i) for i, t in enumerate(targets) if (r := _memory_range(t)) is not None]
+    found: list[Chain | None] = [None] * len(targets)
+    remaining = len(targets)
+    # parent[id(obj)] = (parent id or None, edge, kind); objects are kept alive in `seen`
+    # until the end so ids stay unique, and are only described for the chains reported.
+    parent: dict[int, tuple[int | None, str, str]] = {}
+    seen: dict[int, object] = {}
+    queue: deque[tuple[object, int]] = deque()
+    internal = {id(parent), id(seen), id(queue), id(targets), id(found), id(target_index)}
+    deadline = time.perf_counter() + time_budget_s
+
+    def skip_frame(frame: types.FrameType) -> bool:
+        return _is_harness_file(frame.f_code.co_filename)
+
+    def chain_to(oid: int) -> Chain:
+        hops: list[Hop] = []
+        cur: int | None = oid
+        while cur is not None:
+            up, edge, kind = parent[cur]
+            hops.append(Hop(edge, kind, describe(seen[cur])))
+            cur = up
+        return Chain(tuple(reversed(hops)))
+
+    def visit(child: object, parent_id: int | None, edge: str, kind: str, depth: int) -> None:
+        nonlocal remaining
+        if type(child) is _TargetRef:
+            child = targets[child.index]
+        cid = id(child)
+        if cid in parent or cid in internal or (isinstance(child, _ATOMIC) and cid not in target_index):
+            return
+        parent[cid] = (parent_id, edge, kind)
+        seen[cid] = child
+        if cid in target_index:
+            idx = target_index[cid]
+            if found[idx] is None:
+                found[idx] = chain_to(cid)
+                remaining -= 1
+            return
+        queue.append((child, depth))
+
+    status = "complete"
+    visited = 0
+    with warnings.catch_warnings():
+        # Module attributes can warn when read (deprecated aliases); the search only looks.
+        warnings.simplefilter("ignore")
+        # Two phases: what running frames hold first (the usual owner of a leak in a test,
+        # and a small part of the heap), then module globals (caches, registries), which
+        # reach most of a torch process.
+        for roots in (_frame_roots(skip_frame), _module_roots()):
+            for value, label in roots:
+                visit(value, None, label, "root", 1)
+            while queue and remaining:
+                obj, depth = queue.popleft()
+                visited += 1
+                if depth >= max_depth:
+                    status = f"stopped at depth {max_depth}"
+                    continue
+                if visited >= max_objects:
+                    status = f"stopped after {max_objects:,} objects"
+                    break
+                if visited % 4096 == 0 and time.perf_counter() > deadline:
+                    status = f"stopped after {time_budget_s:g} s ({visited:,} objects)"
+                    break
+                try:
+                    for child, edge, kind in _children(obj, target_ranges):
+                        visit(child, id(obj), edge, kind, depth + 1)
+                except Exception:  # a hostile __getattr__ or a broken extension type: skip it
+                    continue
+            if not remaining or status != "complete" and not status.startswith("stopped at depth"):
+                break
+    queue.clear()
+    seen.clear()
+    return found, status
+
+
+class ReleaseTracker:
+    """Watches objects that must die; ``assert_released`` names who holds the survivors."""
+
+    def __init__(self) -> None:
+        self._refs: list[tuple[weakref.ReferenceType[Any], str, str]] = []
+        self.checks = 0
+        self.released = 0
+
+    def __enter__(self) -> ReleaseTracker:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        return None
+
+    def watch(self, obj: object, label: str | None = None) -> None:
+        """Watch ``obj`` (or, for a plain dict/list/tuple, each of its values) until it dies."""
+        base = label or f"{type(obj).__qualname__} at {id(obj):#x}"
+        try:
+            self._refs.append((weakref.ref(obj), base, type(obj).__qualname__))
+            return
+        except TypeError:
+            pass
+        members: Iterable[tuple[str, object]]
+        if isinstance(obj, dict):
+            members = ((f"{base}[{k!r}]", v) for k, v in obj.items())
+        elif isinstance(obj, (list, tuple)):
+            members = ((f"{base}[{i}]", v) for i, v in enumerate(obj))
+        else:
+            members = ()
+        added = 0
+        for member_label, value in members:
+            try:
+                self._refs.append((weakref.ref(value), member_label, type(value).__qualname__))
+                added += 1
+            except TypeError:
+                continue
+        if not added:
+            raise HarnessUsageError(
+                f"track_release().watch({base!r}): a {type(obj).__qualname__} takes no weak references and holds "
+                "nothing that does; watch the arrays or objects it owns"
+            )
+
+    @property
+    def watched(self) -> int:
+        return len(self._refs)
+
+    def alive(self) -> list[tuple[object, str, str]]:
+        """(object, label, type) of each watched object still alive after a full gc pass."""
+        gc.collect()
+        out = []
+        for ref, label, tname in self._refs:
+            obj = ref()
+            if obj is not None:
+                out.append((obj, label, tname))
+        return out
+
+    def survivors(self, *, max_report: int = 3, time_budget_s: float = 10.0) -> list[Survivor]:
+        """Survivors with retainer chains (the first ``max_report`` searched)."""
+        alive = self.alive()
+        self.checks += 1
+        self.released = len(self._refs) - len(alive)
+        if not alive:
+            return []
+        objs = [obj for obj, _, _ in alive[:max_report]]
+        chains, status = find_chains(objs, time_budget_s=time_budget_s)
+        del objs
+        out: list[Survivor] = []
+        for i, (_, label, tname) in enumerate(alive):
+            if i < max_report:
+                chain = chains[i]
+                note = "" if chain is not None else (
+                    f"held from outside Python's view (no chain from a module or frame; search {status}): "
+                    "a C extension, a pending device transfer, or an autograd graph may hold it"
+                )
+                out.append(Survivor(label, tname, chain, note))
+            else:
+                out.append(Survivor(label, tname, None, "(retainers not searched)"))
+        return out
+
+    def assert_released(self, *, max_report: int = 3) -> None:
+        """Raise :class:`ReleaseError` naming each survivor and its retainer chain."""
+        survivors = self.survivors(max_report=max_report)
+        if not survivors:
+            return
+        total = len(self._refs)
+        lines = [
+            f"{len(survivors)} of {total} watched objects are still alive after a full gc pass "
+            f"(they had to be released):"
+        ]
+        for survivor in survivors[:max_report]:
+            lines.append("  - " + survivor.describe())
+        if len(survivors) > max_report:
+            lines.append(f"  ... and {len(survivors) - max_report} more")
+        lines.append(
+            "Break the first reference in the chain that should not outlive the object "
+            "(copy instead of keeping a view, drain the queue, clear the cache)."
+        )
+        raise ReleaseError("\n".join(lines))
+
+
+def track_release() -> ReleaseTracker:
+    """Weak references to objects that must die; see :class:`ReleaseTracker`."""
+    return ReleaseTracker()

@@ -1,0 +1,105 @@
+"""Markers from a table: one documented parser per marker, unknown arguments rejected.
+
+``@pytest.mark.leak(max_growth="1 MB/1k steps", after="eviction")`` marks a quick leak
+test and, when it carries ``max_growth``, has its ``memory_trace`` checked automatically
+once the test body returns. ``@pytest.mark.soak(...)`` takes the same arguments for long
+runs and is deselected unless ``-m`` names it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from harness.errors import HarnessUsageError
+from harness.units import parse_rate, parse_settle, parse_size
+
+
+@dataclass(frozen=True)
+class LeakSpec:
+    """A validated leak/soak marker."""
+
+    marker: str
+    max_growth: float | None = None
+    max_growth_text: str | None = None
+    after: str | None = None
+    signal: str = "rss"
+    settle: object = None
+    budget: float | None = None
+    confidence: float = 0.95
+    heap: bool = False
+    memray: bool = False
+    every: int = 1
+
+    @property
+    def checks_growth(self) -> bool:
+        return self.max_growth is not None
+
+
+#: argument -> what it takes (shown when an unknown argument is given).
+ARGUMENTS: Mapping[str, str] = {
+    "max_growth": "growth limit, e.g. '1 MB/1k steps' (checked on memory_trace after the test)",
+    "after": "event name the window starts at, e.g. 'eviction'",
+    "signal": "'rss' (default), 'unaccounted' or 'heap'",
+    "settle": "steps or fraction skipped after the event, e.g. 500 or '10%'",
+    "budget": "memory the projection runs out of, e.g. '24 GiB'",
+    "confidence": "confidence of the slope interval, default 0.95",
+    "heap": "trace the Python heap with tracemalloc (slower)",
+    "memray": "capture the test with memray and write a flamegraph",
+    "every": "sample every N steps (default 1)",
+}
+
+MARKERS: Mapping[str, str] = {
+    "leak": "leak(max_growth=None, after=None, signal='rss', settle=None, budget=None, heap=False, "
+    "memray=False, every=1): a quick memory-leak test; with max_growth, its memory_trace is checked "
+    "for linear growth after the event `after`",
+    "soak": "soak(...same arguments as leak...): a long memory test, deselected unless -m selects soak",
+}
+
+SIGNALS = ("rss", "unaccounted", "heap", "accounted", "cuda_allocated", "cuda_reserved")
+
+
+def parse_marker(name: str, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> LeakSpec:
+    where = f"@pytest.mark.{name}"
+    if args:
+        raise HarnessUsageError(f"{where} takes keyword arguments only, got positional {args!r}")
+    unknown = sorted(set(kwargs) - set(ARGUMENTS))
+    if unknown:
+        raise HarnessUsageError(
+            f"{where} got unknown argument{'s' if len(unknown) > 1 else ''} {', '.join(unknown)}; "
+            f"allowed: {', '.join(ARGUMENTS)}"
+        )
+    spec: dict[str, Any] = {"marker": name}
+    if kwargs.get("max_growth") is not None:
+        spec["max_growth"] = parse_rate(kwargs["max_growth"], f"{where}(max_growth=)")
+        spec["max_growth_text"] = str(kwargs["max_growth"])
+    if "after" in kwargs and kwargs["after"] is not None:
+        if not isinstance(kwargs["after"], str) or not kwargs["after"]:
+            raise HarnessUsageError(f"{where}(after={kwargs['after']!r}) must be an event name")
+        spec["after"] = kwargs["after"]
+    if "signal" in kwargs:
+        if kwargs["signal"] not in SIGNALS:
+            raise HarnessUsageError(f"{where}(signal={kwargs['signal']!r}) is not one of {', '.join(SIGNALS)}")
+        spec["signal"] = kwargs["signal"]
+    if kwargs.get("settle") is not None:
+        parse_settle(kwargs["settle"], f"{where}(settle=)")
+        spec["settle"] = kwargs["settle"]
+    if kwargs.get("budget") is not None:
+        spec["budget"] = parse_size(kwargs["budget"], f"{where}(budget=)")
+    if "confidence" in kwargs:
+        conf = kwargs["confidence"]
+        if isinstance(conf, bool) or not isinstance(conf, (int, float)) or not 0 < conf < 1:
+            raise HarnessUsageError(f"{where}(confidence={conf!r}) must be between 0 and 1, e.g. 0.95")
+        spec["confidence"] = float(conf)
+    for flag in ("heap", "memray"):
+        if flag in kwargs:
+            if not isinstance(kwargs[flag], bool):
+                raise HarnessUsageError(f"{where}({flag}={kwargs[flag]!r}) must be True or False")
+            spec[flag] = kwargs[flag]
+    if "every" in kwargs:
+        every = kwargs["every"]
+        if isinstance(every, bool) or not isinstance(every, int) or every < 1:
+            raise HarnessUsageError(f"{where}(every={every!r}) must be a whole number of steps >= 1")
+        spec["every"] = every
+    return LeakSpec(**spec)

@@ -1,0 +1,288 @@
+"""The pytest plugin: a thin adapter over the recorder, analysis and reports.
+
+- markers ``leak`` and ``soak`` (soak is deselected unless ``-m`` names it);
+- fixture ``memory_trace``: a Recorder bound to the test, streaming its trace to
+  ``<report dir>/<test>/trace.jsonl``;
+- a ``leak`` marker's ``max_growth`` is checked on that trace when the test body returns,
+  as part of the test call, so a leak is a test failure and not a teardown error;
+- results ride on ``report.user_properties``: they survive pytest-xdist and appear as
+  junit-xml properties and in the terminal summary.
+
+Heavy modules (numpy, scipy, memray, torch) are imported only when a test opts in, so
+``pytest --help`` stays fast. Option names all start with ``--leak-`` so that
+pytest-memray (``--memray``, ``--memray-bin-path``, ...) loads side by side.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Generator, Iterator
+from contextlib import ExitStack
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from harness.errors import HarnessUsageError, LeakError
+from harness.markers import MARKERS, LeakSpec, parse_marker
+from harness.settings import OPTIONS, Settings, resolve
+
+if TYPE_CHECKING:
+    from harness.analysis import GrowthVerdict
+    from harness.recorder import Recorder
+
+SESSION_KEY = pytest.StashKey["LeakSession"]()
+SPEC_KEY = pytest.StashKey["tuple[LeakSpec | None, str | None]"]()
+RECORDER_KEY = pytest.StashKey["Recorder"]()
+VERDICT_KEY = pytest.StashKey["GrowthVerdict"]()
+MARKER_FAILED_KEY = pytest.StashKey[bool]()
+EXTRA_KEY = pytest.StashKey[dict[str, Any]]()
+OUTCOME_KEY = pytest.StashKey[str]()
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("leak-harness", "memory-leak regression harness")
+    for option in OPTIONS:
+        if option.kind == "bool":
+            group.addoption(option.flag, action="store", nargs="?", const="yes", default=None, dest=option.name,
+                            metavar="yes|no", help=option.help)
+        else:
+            group.addoption(option.flag, action="store", default=None, dest=option.name, help=option.help)
+        parser.addini(option.ini, option.help, type="string", default="")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    for name, text in MARKERS.items():
+        config.addinivalue_line("markers", text)
+    try:
+        settings = resolve(
+            cli=lambda name: config.getoption(name, None),
+            ini=lambda key: config.getini(key),
+            rootdir=Path(config.rootpath),
+        )
+    except HarnessUsageError as exc:
+        raise pytest.UsageError(str(exc)) from None
+    session = LeakSession(config, settings)
+    config.stash[SESSION_KEY] = session
+    config.pluginmanager.register(session, "leak_harness_session")
+
+
+def _safe_name(nodeid: str) -> str:
+    name = re.sub(r"[^A-Za-z0-9_.-]+", "_", nodeid).strip("_")
+    if len(name) > 120:
+        name = name[:100] + "-" + hashlib.sha1(nodeid.encode()).hexdigest()[:10]
+    return name
+
+
+def _leak_marker(item: pytest.Item) -> pytest.Mark | None:
+    return item.get_closest_marker("leak") or item.get_closest_marker("soak")
+
+
+class LeakSession:
+    """Run state of the plugin for one pytest session (hooks live here)."""
+
+    def __init__(self, config: pytest.Config, settings: Settings) -> None:
+        self.config = config
+        self.settings = settings
+        self.rows: list[dict[str, str]] = []
+
+    # -- per-test state ---------------------------------------------------------------
+    def spec_for(self, item: pytest.Item) -> tuple[LeakSpec | None, str | None]:
+        """The item's validated marker, or the one-line error it produced (cached)."""
+        cached = item.stash.get(SPEC_KEY, None)
+        if cached is not None:
+            return cached
+        mark = _leak_marker(item)
+        result: tuple[LeakSpec | None, str | None]
+        if mark is None:
+            result = (None, None)
+        else:
+            try:
+                result = (parse_marker(mark.name, mark.args, mark.kwargs), None)
+            except HarnessUsageError as exc:
+                result = (None, f"{item.nodeid}: {exc}")
+        item.stash[SPEC_KEY] = result
+        return result
+
+    def test_dir(self, nodeid: str) -> Path:
+        return self.settings.report_dir / _safe_name(nodeid)
+
+    # -- hooks ------------------------------------------------------------------------
+    def pytest_collection_modifyitems(self, config: pytest.Config, items: list[pytest.Item]) -> None:
+        markexpr = config.getoption("markexpr", "") or ""
+        if "soak" in markexpr:
+            return
+        deselected = [item for item in items if item.get_closest_marker("soak") is not None]
+        if deselected:
+            items[:] = [item for item in items if item.get_closest_marker("soak") is None]
+            config.hook.pytest_deselected(items=deselected)
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_call(self, item: pytest.Item) -> Generator[None, object, object]:
+        spec, error = self.spec_for(item)
+        if error is not None:
+            pytest.fail(error, pytrace=False)
+        uses_trace = "memory_trace" in getattr(item, "fixturenames", ())
+        if spec is not None and spec.checks_growth and not uses_trace:
+            pytest.fail(
+                f"{item.nodeid}: @pytest.mark.{spec.marker}(max_growth={spec.max_growth_text!r}) checks the test's "
+                "memory trace, but the test does not use the memory_trace fixture: add it as an argument",
+                pytrace=False,
+            )
+        try:
+            result = yield
+        except HarnessUsageError as exc:
+            # Bad input (an unknown event, an empty trace, a bad size) is one line, not a traceback.
+            pytest.fail(f"{item.nodeid}: {exc}", pytrace=False)
+        rec = item.stash.get(RECORDER_KEY, None)
+        if spec is not None and spec.checks_growth and rec is not None:
+            from harness.analysis import growth_verdict
+            from harness.errors import GrowthError
+
+            rec.stop()
+            try:
+                verdict = growth_verdict(
+                    rec.trace,
+                    max_growth=spec.max_growth,
+                    after=spec.after,
+                    signal=spec.signal,
+                    settle=spec.settle,
+                    budget=spec.budget if spec.budget is not None else self.settings.budget,
+                    confidence=spec.confidence,
+                    source=f"@pytest.mark.{spec.marker}",
+                )
+            except HarnessUsageError as exc:
+                pytest.fail(f"{item.nodeid}: @pytest.mark.{spec.marker}: {exc}", pytrace=False)
+            item.stash[VERDICT_KEY] = verdict
+            if not verdict.passed:
+                item.stash[MARKER_FAILED_KEY] = True
+                raise GrowthError(verdict.message())
+        return result
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_makereport(self, item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[Any]:
+        report: pytest.TestReport = yield
+        if call.when != "call":
+            return report
+        item.stash[OUTCOME_KEY] = report.outcome
+        if item.stash.get(MARKER_FAILED_KEY, False) and call.excinfo is not None:
+            if call.excinfo.errisinstance(LeakError):
+                # The verdict is the whole story; the hook's own traceback is noise.
+                report.longrepr = f"{call.excinfo.typename}: {call.excinfo.value}"
+        rec = item.stash.get(RECORDER_KEY, None)
+        if rec is None:
+            return report
+        props: list[tuple[str, object]] = []
+        directory = self.test_dir(item.nodeid)
+        if rec.path is not None:
+            props.append(("leak_trace", str(rec.path)))
+        if self.settings.reports:
+            props.append(("leak_report", str(directory / "report.html")))
+        verdict = item.stash.get(VERDICT_KEY, None)
+        if verdict is not None:
+            from harness.units import format_rate, format_rate_short, format_step
+
+            g, w = verdict.growth, verdict.window
+            props += [
+                ("leak_verdict", "pass" if verdict.passed else "fail"),
+                ("leak_signal", verdict.signal),
+                ("leak_slope", format_rate(g.slope)),
+                ("leak_interval", f"{format_rate_short(g.low)}–{format_rate_short(g.high)}/1k steps"),
+                ("leak_limit", format_rate(verdict.limit)),
+                ("leak_window", f"steps {format_step(w.start_step)}–{format_step(w.end_step)}"
+                 + (f" after {w.after!r}" if w.after else "")),
+                ("leak_slope_bytes_per_step", f"{g.slope:.6g}"),
+            ]
+        for key, value in item.stash.get(EXTRA_KEY, {}).items():
+            props.append((key, value))
+        # The call report gets them for the summary; the item's list carries them into the
+        # teardown report, which junit-xml writes as <properties>.
+        report.user_properties.extend(props)
+        item.user_properties.extend(props)
+        return report
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        if report.when != "call":
+            return
+        props = dict(report.user_properties)
+        if "leak_trace" not in props and "leak_verdict" not in props:
+            return
+        summary = ""
+        if "leak_verdict" in props:
+            summary = (f"{props['leak_verdict'].upper()} {props['leak_signal']} {props['leak_slope']} "
+                       f"[{props['leak_interval']}] {props['leak_window']}; limit {props['leak_limit']}")
+        self.rows.append({"test": report.nodeid, "outcome": report.outcome, "summary": summary,
+                          "report": str(props.get("leak_report", ""))})
+
+    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+        if not self.rows:
+            return
+        terminalreporter.section("memory leak harness")
+        for row in sorted(self.rows, key=lambda r: r["test"]):
+            line = row["summary"] or f"recorded (no growth limit) [{row['outcome']}]"
+            terminalreporter.write_line(f"{row['test']}: {line}")
+        if self.settings.reports:
+            terminalreporter.write_line(f"reports: {self.settings.report_dir / 'index.html'}")
+
+    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        if hasattr(self.config, "workerinput") or not self.rows or not self.settings.reports:
+            return
+        from harness.report import write_index
+
+        write_index(self.settings.report_dir, self.rows)
+
+
+def _memray_blocked(config: pytest.Config) -> str | None:
+    if getattr(config.option, "memray", False):
+        return "memray capture skipped: pytest-memray (--memray) is already tracking this test"
+    return None
+
+
+@pytest.fixture
+def memory_trace(request: pytest.FixtureRequest) -> Iterator[Recorder]:
+    """A Recorder bound to this test; its trace and report land in the report directory.
+
+    Drive your loop with ``for step in memory_trace.steps(n):``; declare held memory with
+    ``memory_trace.account(buffer=...)`` and events with ``memory_trace.mark("eviction")``.
+    A ``@pytest.mark.leak(max_growth=..., after=...)`` on the test is checked on this trace.
+    """
+    from harness.probes import memray_capture, memray_flamegraph
+    from harness.recorder import Recorder
+
+    session: LeakSession = request.config.stash[SESSION_KEY]
+    item = request.node
+    spec, _error = session.spec_for(item)
+    spec = spec or LeakSpec(marker="leak")
+    directory = session.test_dir(item.nodeid)
+    rec = Recorder(item.nodeid, directory / "trace.jsonl", heap=spec.heap, every=spec.every, progress=False,
+                   meta={"test": item.nodeid})
+    item.stash[RECORDER_KEY] = rec
+    extra: dict[str, Any] = {}
+    item.stash[EXTRA_KEY] = extra
+    capture: Path | None = None
+    with ExitStack() as stack:
+        if spec.memray or session.settings.memray:
+            blocked = _memray_blocked(request.config)
+            if blocked:
+                extra["leak_memray"] = blocked
+            else:
+                capture = directory / "memray.bin"
+                stack.enter_context(memray_capture(capture))
+        stack.callback(rec.stop)
+        rec.start()
+        yield rec
+    if capture is not None:
+        result = memray_flamegraph(capture)
+        late = {"leak_memray_file": str(capture)}
+        if result.flamegraph is not None:
+            late["leak_flamegraph_file"] = str(result.flamegraph)
+        else:
+            late["leak_memray"] = f"flamegraph failed: {result.error}"
+        extra.update(late)
+        item.user_properties.extend(late.items())
+    if session.settings.reports:
+        from harness.report import write_test_report
+
+        write_test_report(directory, item.nodeid, item.stash.get(OUTCOME_KEY, "unknown"), rec.trace,
+                          item.stash.get(VERDICT_KEY, None), extra)

@@ -1,0 +1,98 @@
+"""One place for settings: command line, environment and ini resolved by one function.
+
+Precedence, highest first: command-line option, environment variable, ini key, default.
+Every value passes through the same parser whichever way it came, and a bad value names
+the option, variable or ini key it came from. (pytest-memray's ini settings are silently
+ignored, its issue #135; ours are tested.)
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from harness.errors import HarnessUsageError
+from harness.units import parse_size
+
+
+@dataclass(frozen=True)
+class Option:
+    name: str  # attribute of Settings
+    flag: str  # command-line flag
+    ini: str
+    env: str
+    help: str
+    kind: str  # "path", "bool", "size"
+    default: Any
+
+
+OPTIONS: tuple[Option, ...] = (
+    Option("report_dir", "--leak-report-dir", "leak_report_dir", "HARNESS_REPORT_DIR",
+           "directory for per-test traces and reports (default: reports/ under the rootdir)", "path", "reports"),
+    Option("memray", "--leak-memray", "leak_memray", "HARNESS_MEMRAY",
+           "capture every memory_trace test with memray and write a flamegraph next to its trace", "bool", False),
+    Option("budget", "--leak-budget", "leak_budget", "HARNESS_BUDGET",
+           "memory budget for projections in growth messages, e.g. '6 GiB' (default: this machine's memory)",
+           "size", None),
+    Option("reports", "--leak-reports", "leak_reports", "HARNESS_REPORTS",
+           "write per-test JSON and HTML reports ('yes'/'no', default yes)", "bool", True),
+)
+
+
+@dataclass(frozen=True)
+class Settings:
+    report_dir: Path
+    memray: bool
+    budget: float | None
+    reports: bool
+    sources: dict[str, str]  # where each value came from, for messages
+
+
+def _parse_bool(value: object, source: str) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off", ""):
+        return False
+    raise HarnessUsageError(f"cannot read {value!r} from {source} as yes/no: use true/false, yes/no, 1/0")
+
+
+def _convert(option: Option, value: object, source: str, rootdir: Path) -> Any:
+    if option.kind == "bool":
+        return _parse_bool(value, source)
+    if option.kind == "size":
+        return None if value in (None, "") else parse_size(value, source)
+    path = Path(str(value)).expanduser()
+    return path if path.is_absolute() else rootdir / path
+
+
+def resolve(
+    cli: Callable[[str], object],
+    ini: Callable[[str], object],
+    rootdir: Path,
+    environ: dict[str, str] | None = None,
+) -> Settings:
+    """Build Settings from ``cli(name)`` and ``ini(key)`` lookups (None when unset)."""
+    env = os.environ if environ is None else environ
+    values: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+    for option in OPTIONS:
+        candidates = (
+            (cli(option.name), f"command-line option {option.flag}"),
+            (env.get(option.env), f"environment variable {option.env}"),
+            (ini(option.ini), f"ini key {option.ini}"),
+        )
+        for raw, source in candidates:
+            if raw not in (None, "", []):
+                values[option.name] = _convert(option, raw, source, rootdir)
+                sources[option.name] = source
+                break
+        else:
+            values[option.name] = _convert(option, option.default, "default", rootdir) if option.default is not None else None
+            sources[option.name] = "default"
+    return Settings(sources=sources, **values)

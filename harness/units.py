@@ -1,0 +1,192 @@
+"""Units parsed once: sizes, growth rates and payload ratios.
+
+Every option, marker argument and API argument that takes a size or a rate goes through
+these functions, so "512 MB" means the same thing everywhere and a bad value names where
+it came from (``source``).
+
+Decimal prefixes are decimal and binary prefixes are binary, as in IEC 80000-13:
+"1 MB" is 1,000,000 bytes and "1 MiB" is 1,048,576 bytes. The incidents quote both
+("53 MB per 1,000 steps", "a 6 GiB card"), so both are accepted exactly as written.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+
+from harness.errors import HarnessUsageError
+
+_UNITS: dict[str, int] = {
+    "b": 1,
+    "byte": 1,
+    "bytes": 1,
+    "kb": 10**3,
+    "mb": 10**6,
+    "gb": 10**9,
+    "tb": 10**12,
+    "kib": 2**10,
+    "mib": 2**20,
+    "gib": 2**30,
+    "tib": 2**40,
+    # Single letters are read as binary, like `free -h`, `ulimit` and docker's "512m".
+    "k": 2**10,
+    "m": 2**20,
+    "g": 2**30,
+    "t": 2**40,
+}
+
+_NUMBER = r"[+-]?(?:\d+(?:[_,]\d{3})*(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?"
+_SIZE_RE = re.compile(rf"^\s*(?P<num>{_NUMBER})\s*(?P<unit>[A-Za-z]*)\s*$")
+_PER_RE = re.compile(
+    rf"^\s*(?P<size>.+?)\s*(?:/|\bper\b)\s*(?P<count>{_NUMBER})?\s*(?P<mult>[kKmM])?\s*"
+    r"(?:steps?)?\s*$"
+)
+_RATIO_RE = re.compile(rf"^\s*(?P<num>{_NUMBER})\s*[x×]\s*$")
+
+
+def _where(source: str | None) -> str:
+    return f" (from {source})" if source else ""
+
+
+def _number(text: str) -> float:
+    return float(text.replace("_", "").replace(",", ""))
+
+
+def parse_size(value: object, source: str | None = None) -> float:
+    """Bytes in ``value``: a number of bytes, or a string like "512 MB" or "1.5 GiB"."""
+    if isinstance(value, bool):
+        raise HarnessUsageError(f"size {value!r}{_where(source)} is a bool; give bytes or a string like '512 MB'")
+    if isinstance(value, (int, float)):
+        size = float(value)
+    elif isinstance(value, str):
+        match = _SIZE_RE.match(value)
+        if match is None:
+            raise HarnessUsageError(
+                f"cannot read size {value!r}{_where(source)}: expected a number with a unit, like '512 MB' or '1.5 GiB'"
+            )
+        unit = match.group("unit").lower()
+        if unit not in _UNITS:
+            raise HarnessUsageError(
+                f"unknown unit {match.group('unit')!r} in size {value!r}{_where(source)}: "
+                "use B, KB, MB, GB, TB, KiB, MiB, GiB or TiB"
+            )
+        size = _number(match.group("num")) * _UNITS[unit]
+    else:
+        raise HarnessUsageError(
+            f"size {value!r}{_where(source)} is a {type(value).__name__}; give bytes or a string like '512 MB'"
+        )
+    if not math.isfinite(size) or size < 0:
+        raise HarnessUsageError(f"size {value!r}{_where(source)} must be a finite number of bytes >= 0")
+    return size
+
+
+def parse_rate(value: object, source: str | None = None) -> float:
+    """Bytes per step in ``value``: a number, or "53 MB/1k steps", "4 KB/step", "1 MB per 1000 steps"."""
+    if isinstance(value, bool):
+        raise HarnessUsageError(f"rate {value!r}{_where(source)} is a bool; give bytes/step or '1 MB/1k steps'")
+    if isinstance(value, (int, float)):
+        rate = float(value)
+        if not math.isfinite(rate) or rate < 0:
+            raise HarnessUsageError(f"rate {value!r}{_where(source)} must be a finite number of bytes per step >= 0")
+        return rate
+    if not isinstance(value, str):
+        raise HarnessUsageError(
+            f"rate {value!r}{_where(source)} is a {type(value).__name__}; give bytes/step or a string like '1 MB/1k steps'"
+        )
+    match = _PER_RE.match(value)
+    if match is None:
+        raise HarnessUsageError(
+            f"cannot read rate {value!r}{_where(source)}: expected a size per steps, like '1 MB/1k steps' or '4 KB/step'"
+        )
+    try:
+        size = parse_size(match.group("size"))
+    except HarnessUsageError:
+        raise HarnessUsageError(
+            f"cannot read the size {match.group('size')!r} in rate {value!r}{_where(source)}: use e.g. '1 MB/1k steps'"
+        ) from None
+    count = _number(match.group("count")) if match.group("count") else 1.0
+    mult = (match.group("mult") or "").lower()
+    count *= {"": 1, "k": 1_000, "m": 1_000_000}[mult]
+    if count <= 0:
+        raise HarnessUsageError(f"rate {value!r}{_where(source)} divides by {count:g} steps; use a positive count")
+    return size / count
+
+
+def parse_ratio(value: object, source: str | None = None) -> float:
+    """A multiple of a payload: "1.25x" -> 1.25."""
+    if isinstance(value, str):
+        match = _RATIO_RE.match(value)
+        if match is not None:
+            ratio = _number(match.group("num"))
+            if math.isfinite(ratio) and ratio >= 0:
+                return ratio
+    raise HarnessUsageError(f"cannot read ratio {value!r}{_where(source)}: expected a multiple like '1.25x'")
+
+
+def parse_settle(value: object, source: str = "settle=") -> tuple[str, float]:
+    """("fraction", 0.1) for 0.1 or "10%"; ("steps", 500) for 500."""
+    if isinstance(value, str) and value.strip().endswith("%"):
+        try:
+            frac = float(value.strip()[:-1]) / 100
+        except ValueError:
+            frac = -1.0
+        if 0 <= frac < 1:
+            return ("fraction", frac)
+    elif isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value >= 0:
+        return ("fraction", float(value)) if value < 1 else ("steps", float(value))
+    raise HarnessUsageError(f"cannot read {source} {value!r}: give a step count like 500 or a fraction like '10%'")
+
+
+@dataclass(frozen=True)
+class Limit:
+    """A memory limit: absolute bytes, or a ratio of a payload given later."""
+
+    bytes: float | None = None
+    ratio: float | None = None
+
+    def resolve(self, payload: float | None, source: str | None = None) -> float:
+        if self.bytes is not None:
+            return self.bytes
+        assert self.ratio is not None
+        if payload is None:
+            raise HarnessUsageError(
+                f"limit {self.ratio:g}x{_where(source)} is relative to a payload, but no payload= was given"
+            )
+        return self.ratio * payload
+
+
+def parse_limit(value: object, source: str | None = None) -> Limit:
+    """A size ("256 MB", bytes) or a payload ratio ("1.25x")."""
+    if isinstance(value, str) and _RATIO_RE.match(value):
+        return Limit(ratio=parse_ratio(value, source))
+    return Limit(bytes=parse_size(value, source))
+
+
+def format_size(nbytes: float) -> str:
+    """'4.1 MB', '812 KB', '-3.0 MB', decimal prefixes, three significant figures."""
+    sign = "-" if nbytes < 0 else ""
+    n = abs(nbytes)
+    for unit, scale in (("TB", 1e12), ("GB", 1e9), ("MB", 1e6), ("KB", 1e3)):
+        if n >= scale * 0.9995:
+            return f"{sign}{_three(n / scale)} {unit}"
+    return f"{sign}{n:.0f} B"
+
+
+def format_rate(bytes_per_step: float) -> str:
+    """A growth rate per 1,000 steps, the unit the incidents use: '4.1 MB/1k steps'."""
+    return f"{format_size(bytes_per_step * 1_000)}/1k steps"
+
+
+def format_rate_short(bytes_per_step: float) -> str:
+    return format_size(bytes_per_step * 1_000)
+
+
+def format_step(step: float) -> str:
+    return f"{int(round(step)):,}"
+
+
+def _three(x: float) -> str:
+    if x >= 100:
+        return f"{x:.0f}"
+    return f"{x:.1f}"
