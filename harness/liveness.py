@@ -54,7 +54,8 @@ class Chain:
             if hop.kind == "root":
                 parts.append(f"{hop.edge} ({hop.what})")
             elif hop.kind == "attr" and i > 0:
-                owner = self.hops[i - 1].what.split(" ")[0]
+                prev = self.hops[i - 1].what
+                owner = prev.removeprefix("class ").split(",")[0].split(" ")[0]
                 parts.append(f"{owner}{hop.edge} ({hop.what})")
             else:
                 parts.append(f"{hop.edge} ({hop.what})")

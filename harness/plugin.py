@@ -45,10 +45,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("leak-harness", "memory-leak regression harness")
     for option in OPTIONS:
         if option.kind == "bool":
-            group.addoption(option.flag, action="store", nargs="?", const="yes", default=None, dest=option.name,
+            group.addoption(option.flag, action="store", nargs="?", const="yes", default=None, dest=option.dest,
                             metavar="yes|no", help=option.help)
         else:
-            group.addoption(option.flag, action="store", default=None, dest=option.name, help=option.help)
+            group.addoption(option.flag, action="store", default=None, dest=option.dest, help=option.help)
         parser.addini(option.ini, option.help, type="string", default="")
 
 
@@ -57,7 +57,7 @@ def pytest_configure(config: pytest.Config) -> None:
         config.addinivalue_line("markers", text)
     try:
         settings = resolve(
-            cli=lambda name: config.getoption(name, None),
+            cli=lambda dest: config.getoption(dest, None),
             ini=lambda key: config.getini(key),
             rootdir=Path(config.rootpath),
         )

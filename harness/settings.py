@@ -28,6 +28,12 @@ class Option:
     kind: str  # "path", "bool", "size"
     default: Any
 
+    @property
+    def dest(self) -> str:
+        # Prefixed: pytest-memray's own option is stored as "memray", and two plugins
+        # sharing a dest silently switch each other on.
+        return f"leak_{self.name}"
+
 
 OPTIONS: tuple[Option, ...] = (
     Option("report_dir", "--leak-report-dir", "leak_report_dir", "HARNESS_REPORT_DIR",
@@ -77,13 +83,13 @@ def resolve(
     rootdir: Path,
     environ: dict[str, str] | None = None,
 ) -> Settings:
-    """Build Settings from ``cli(name)`` and ``ini(key)`` lookups (None when unset)."""
+    """Build Settings from ``cli(dest)`` and ``ini(key)`` lookups (None when unset)."""
     env = os.environ if environ is None else environ
     values: dict[str, Any] = {}
     sources: dict[str, str] = {}
     for option in OPTIONS:
         candidates = (
-            (cli(option.name), f"command-line option {option.flag}"),
+            (cli(option.dest), f"command-line option {option.flag}"),
             (env.get(option.env), f"environment variable {option.env}"),
             (ini(option.ini), f"ini key {option.ini}"),
         )

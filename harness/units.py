@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from harness.errors import HarnessUsageError
 
 _UNITS: dict[str, int] = {
+    "": 1,
     "b": 1,
     "byte": 1,
     "bytes": 1,

@@ -1,0 +1,220 @@
+"""The plugin as a user runs it: pytester in a subprocess, output and files checked."""
+
+from __future__ import annotations
+
+import json
+import xml.etree.ElementTree as ET
+
+import pytest
+
+from harness.trace import Trace
+
+# A real leak with no torch: each step keeps 20 KB of touched bytes (20 MB per 1k steps).
+LEAKY = '''
+import pytest
+HELD = []
+
+@pytest.mark.leak(max_growth="1 MB/1k steps", after="full")
+def test_grows(memory_trace):
+    for step in memory_trace.steps(3_000):
+        HELD.append(bytearray(b"x") * 20_000)
+        if step == 500:
+            memory_trace.mark("full")
+'''
+
+FLAT = '''
+import pytest
+
+@pytest.mark.leak(max_growth="1 MB/1k steps", after="full")
+def test_flat(memory_trace):
+    ring = [None] * 50
+    for step in memory_trace.steps(3_000):
+        ring[step % 50] = bytearray(b"x") * 20_000
+        if step == 500:
+            memory_trace.mark("full")
+'''
+
+
+@pytest.fixture
+def run(pytester):
+    def _run(*args: str):
+        return pytester.runpytest_subprocess("-p", "no:cacheprovider", *args)
+
+    return _run
+
+
+def test_help_lists_our_options_beside_pytest_memray(run):
+    result = run("--help")
+    result.stdout.fnmatch_lines(["*memory-leak regression harness*", "*--leak-report-dir*", "*--leak-memray*"])
+    assert "--memray-bin-path" in result.stdout.str()  # pytest-memray loaded side by side, no clash
+    assert result.ret == 0
+
+
+def test_markers_are_documented(run):
+    result = run("--markers")
+    result.stdout.fnmatch_lines(["@pytest.mark.leak(max_growth=None, after=None,*", "@pytest.mark.soak(*"])
+
+
+def test_a_growing_test_fails_with_the_verdict_and_keeps_its_trace(pytester, run):
+    pytester.makepyfile(test_leaky=LEAKY)
+    result = run("--junitxml=junit.xml")
+    assert result.ret == 1
+    out = result.stdout.str()
+    result.stdout.fnmatch_lines([
+        "*GrowthError: RSS grows * MB per 1k steps after 'full' (step 500; window steps *limit 1.0 MB/1k steps*",
+        "*At this rate * is reached at step *",
+        "*memory leak harness*",
+        "test_leaky.py::test_grows: FAIL rss * MB/1k steps*after 'full'; limit 1.0 MB/1k steps",
+    ])
+    assert "Traceback" not in out and "INTERNALERROR" not in out
+    trace = Trace.load(pytester.path / "reports" / "test_leaky.py_test_grows" / "trace.jsonl")
+    assert len(trace) == 3_000 and trace.event("full").step == 500
+    props = {p.get("name"): p.get("value") for p in ET.parse(pytester.path / "junit.xml").iter("property")}
+    assert props["leak_verdict"] == "fail"
+    assert props["leak_limit"] == "1.0 MB/1k steps"
+    assert float(props["leak_slope_bytes_per_step"]) > 10_000
+    verdict = json.loads((pytester.path / "reports" / "test_leaky.py_test_grows" / "verdict.json").read_text())
+    assert verdict["outcome"] == "failed" and verdict["verdict"]["passed"] is False
+    html = (pytester.path / "reports" / "test_leaky.py_test_grows" / "report.html").read_text()
+    assert "<svg" in html and "RSS grows" in html
+    assert "test_leaky.py::test_grows" in (pytester.path / "reports" / "index.html").read_text()
+
+
+def test_a_flat_test_passes_and_says_so_in_the_summary(pytester, run):
+    pytester.makepyfile(test_flat=FLAT)
+    result = run()
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["test_flat.py::test_flat: PASS rss *after 'full'; limit 1.0 MB/1k steps"])
+
+
+def test_results_survive_xdist(pytester, run):
+    pytester.makepyfile(test_leaky=LEAKY, test_flat=FLAT)
+    result = run("-n", "2", "--junitxml=junit.xml")
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines_random([
+        "test_flat.py::test_flat: PASS *", "test_leaky.py::test_grows: FAIL *",
+    ])
+    verdicts = sorted(p.get("value") for p in ET.parse(pytester.path / "junit.xml").iter("property")
+                      if p.get("name") == "leak_verdict")
+    assert verdicts == ["fail", "pass"]
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        ('@pytest.mark.leak(max_groth="1 MB/1k steps")',
+         "*test_bad.py::test_it: @pytest.mark.leak got unknown argument max_groth; allowed: max_growth, after,*"),
+        ('@pytest.mark.leak(max_growth="1 MB per fortnight")',
+         "*test_bad.py::test_it: cannot read rate '1 MB per fortnight' (from @pytest.mark.leak(max_growth=))*"),
+        ('@pytest.mark.leak(max_growth="1 MB/1k steps", after="eviction")',
+         "*test_bad.py::test_it: @pytest.mark.leak: after='eviction': trace 'test_bad.py::test_it' has no event "
+         "'eviction' (events marked: none)*"),
+    ],
+)
+def test_bad_marker_input_fails_the_test_with_one_line(pytester, run, body, expected):
+    pytester.makepyfile(test_bad=f'''
+import pytest
+
+{body}
+def test_it(memory_trace):
+    for _ in memory_trace.steps(100):
+        pass
+''')
+    result = run()
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines([expected])
+    out = result.stdout.str()
+    assert "Traceback" not in out and "INTERNALERROR" not in out
+    trace = pytester.path / "reports" / "test_bad.py_test_it" / "trace.jsonl"
+    if "unknown argument" not in expected and "fortnight" not in expected:
+        assert len(Trace.load(trace)) == 100  # what was recorded is kept
+
+
+def test_an_empty_trace_is_one_line(pytester, run):
+    pytester.makepyfile(test_empty='''
+import pytest
+
+@pytest.mark.leak(max_growth="1 MB/1k steps")
+def test_it(memory_trace):
+    pass
+''')
+    result = run()
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*test_it: @pytest.mark.leak: trace 'test_empty.py::test_it' is empty*"])
+
+
+def test_a_growth_limit_without_the_fixture_is_explained(pytester, run):
+    pytester.makepyfile(test_nofix='''
+import pytest
+
+@pytest.mark.leak(max_growth="1 MB/1k steps")
+def test_it():
+    pass
+''')
+    result = run()
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*does not use the memory_trace fixture: add it as an argument*"])
+
+
+def test_soak_is_deselected_unless_asked_for(pytester, run):
+    pytester.makepyfile(test_soak='''
+import pytest
+
+@pytest.mark.soak
+def test_long():
+    pass
+
+@pytest.mark.leak
+def test_quick():
+    pass
+''')
+    default = run()
+    default.assert_outcomes(passed=1, deselected=1)
+    soak = run("-m", "soak", "-v")
+    soak.assert_outcomes(passed=1, deselected=1)
+    soak.stdout.fnmatch_lines(["*test_soak.py::test_long PASSED*"])
+    leak = run("-m", "leak")
+    leak.assert_outcomes(passed=1, deselected=1)
+
+
+def test_settings_precedence_cli_over_env_over_ini(pytester, run, monkeypatch):
+    pytester.makepyfile(test_flat=FLAT)
+    pytester.makeini("[pytest]\nleak_report_dir = from_ini\n")
+    run().assert_outcomes(passed=1)
+    assert (pytester.path / "from_ini" / "test_flat.py_test_flat" / "trace.jsonl").exists()
+    monkeypatch.setenv("HARNESS_REPORT_DIR", "from_env")
+    run().assert_outcomes(passed=1)
+    assert (pytester.path / "from_env" / "test_flat.py_test_flat" / "trace.jsonl").exists()
+    run("--leak-report-dir=from_cli").assert_outcomes(passed=1)
+    assert (pytester.path / "from_cli" / "test_flat.py_test_flat" / "trace.jsonl").exists()
+
+
+def test_a_bad_ini_value_names_the_ini_key(pytester, run):
+    pytester.makeini("[pytest]\nleak_budget = plenty\n")
+    pytester.makepyfile(test_flat=FLAT)
+    result = run()
+    assert result.ret == 4
+    result.stderr.fnmatch_lines(["*cannot read size 'plenty' (from ini key leak_budget)*"])
+
+
+def test_leak_memray_writes_a_capture_and_a_flamegraph(pytester, run):
+    pytest.importorskip("memray")
+    pytester.makepyfile(test_flat=FLAT)
+    result = run("--leak-memray", "--junitxml=junit.xml")
+    result.assert_outcomes(passed=1)
+    directory = pytester.path / "reports" / "test_flat.py_test_flat"
+    assert (directory / "memray.bin").stat().st_size > 0
+    assert "<html" in (directory / "memray.flamegraph.html").read_text().lower()
+    names = {p.get("name") for p in ET.parse(pytester.path / "junit.xml").iter("property")}
+    assert "leak_flamegraph_file" in names
+
+
+def test_pytest_memray_and_our_capture_load_side_by_side(pytester, run):
+    pytest.importorskip("pytest_memray")
+    pytester.makepyfile(test_flat=FLAT)
+    result = run("--memray", "--leak-memray")
+    result.assert_outcomes(passed=1)
+    assert "MEMRAY REPORT" in result.stdout.str()
+    assert not (pytester.path / "reports" / "test_flat.py_test_flat" / "memray.bin").exists()
+    verdict = json.loads((pytester.path / "reports" / "test_flat.py_test_flat" / "verdict.json").read_text())
+    assert "pytest-memray (--memray) is already tracking" in verdict["leak_memray"]
