@@ -55,7 +55,6 @@ def test_fixed_buffer_frees_evicted_episodes_and_accounts_exactly(config, seed):
         held = list(buf.held_arrays())
         assert buf.nbytes == sum(a.nbytes for a in held)
         del held
-        del held
         acct = buf.accounting
         assert acct.obs_bytes == sum(ep["obs"].nbytes for ep in buf.episodes)
         assert acct.episodes == len(buf.episodes)
