@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from harness.errors import TraceError
-from harness.stats import Growth, robust_growth, steps_until
+from harness.stats import Growth, part_slopes, robust_growth, steps_until
 from harness.trace import Trace
 from harness.units import (
     format_rate,
@@ -75,7 +75,7 @@ def select_window(trace: Trace, after: str | None = None, settle: object = None)
         origin = steps[0]
         kind, amount = parse_settle(DEFAULT_WARMUP if settle is None else settle)
     span = steps[-1] - origin
-    settle_steps = int(round(amount * span)) if kind == "fraction" else int(amount)
+    settle_steps = round(amount * span) if kind == "fraction" else int(amount)
     start_step = origin + settle_steps
     first = next((i for i, s in enumerate(steps) if s >= start_step), len(steps))
     window = Window(after, origin if after else None, start_step, steps[-1], settle_steps, (first, len(steps)))
@@ -91,6 +91,12 @@ def select_window(trace: Trace, after: str | None = None, settle: object = None)
 
 
 def window_growth(trace: Trace, signal: str, window: Window, confidence: float = 0.95) -> Growth:
+    xs, ys = window_series(trace, signal, window)
+    return robust_growth(xs, ys, confidence=confidence)
+
+
+def window_series(trace: Trace, signal: str, window: Window) -> tuple[list[float], list[float]]:
+    """(steps, values) of ``signal`` inside ``window``, NaNs dropped."""
     a, b = window.indices
     values = trace.signal(signal)[a:b]
     finite = [i for i, v in enumerate(values) if not math.isnan(v)]
@@ -101,7 +107,7 @@ def window_growth(trace: Trace, signal: str, window: Window, confidence: float =
         )
     xs = [float(trace.steps[a + i]) for i in finite]
     ys = [values[i] for i in finite]
-    return robust_growth(xs, ys, confidence=confidence)
+    return xs, ys
 
 
 @dataclass(frozen=True)
@@ -118,6 +124,7 @@ class GrowthVerdict:
     budget: float | None
     budget_source: str
     projected_step: float | None
+    halves: tuple[float, ...] = ()
     related: dict[str, Growth] = field(default_factory=dict)
     heap_sites: list[str] = field(default_factory=list)
     type_growth: list[tuple[str, int]] = field(default_factory=list)
@@ -144,7 +151,17 @@ class GrowthVerdict:
                     f"At this rate {format_size(self.budget)} ({self.budget_source}) is reached at step "
                     f"{format_step(self.projected_step)}."
                 )
+            lines.append(
+                f"The growth is sustained: {format_rate(self.halves[0])} in the first half of the window, "
+                f"{format_rate(self.halves[1])} in the second."
+            )
             lines.extend(self._evidence())
+        elif self.growth.exceeds(self.limit):
+            lines.append(
+                f"Passed: the interval lies above the limit but the growth is not sustained "
+                f"({format_rate(self.halves[0])} in the first half of the window, {format_rate(self.halves[1])} "
+                "in the second): a transient such as allocator warm-up, not linear growth."
+            )
         else:
             lines.append(
                 f"Passed: the {round(self.growth.confidence * 100)}% interval does not lie above the limit "
@@ -197,8 +214,10 @@ class GrowthVerdict:
         return out
 
     def _acct(self) -> str:
-        return self.signal_words.split("declared ")[-1].split(" bytes")[0] if "declared" in self.signal_words else (
-            "buffer"
+        return (
+            self.signal_words.split("declared ")[-1].split(" bytes")[0]
+            if "declared" in self.signal_words
+            else ("buffer")
         )
 
     def as_dict(self) -> dict[str, Any]:
@@ -215,6 +234,7 @@ class GrowthVerdict:
             "p_value": self.growth.p_value,
             "samples": self.growth.samples,
             "limit_bytes_per_step": self.limit,
+            "halves_bytes_per_step": list(self.halves),
             "passed": self.passed,
             "budget": self.budget,
             "projected_step": self.projected_step,
@@ -241,12 +261,15 @@ def growth_verdict(
         budget_bytes = _machine_memory(trace)
         budget_source = "this machine's memory" if budget_bytes else ""
     window = select_window(trace, after, settle)
-    growth = window_growth(trace, signal, window, confidence)
+    xs, ys = window_series(trace, signal, window)
+    growth = robust_growth(xs, ys, confidence=confidence)
+    halves = tuple(part_slopes(xs, ys, 2))
     related: dict[str, Growth] = {}
     for other in ("rss", "unaccounted", "accounted", "heap"):
         if other != signal and (other in trace.columns or (other in ("unaccounted", "accounted") and trace.accounting)):
             related[other] = window_growth(trace, other, window, confidence)
-    passed = not growth.exceeds(limit)
+    sustained = all(h > limit for h in halves)
+    passed = not (growth.exceeds(limit) and sustained)
     projected = steps_until(growth, budget_bytes, window.end_step) if budget_bytes and not passed else None
     heap_key = f"heap_growth:{after}" if after else "heap_growth"
     gc_key = f"type_growth:{after}" if after else "type_growth"
@@ -261,6 +284,7 @@ def growth_verdict(
         budget=budget_bytes,
         budget_source=budget_source,
         projected_step=projected,
+        halves=halves,
         related=related,
         heap_sites=list(trace.meta.get(heap_key, [])),
         type_growth=[(str(n), int(c)) for n, c in trace.meta.get(gc_key, [])],
@@ -304,7 +328,7 @@ def diagnose(
     """Tell apart incident 1's cases A–D from the slopes after ``after``."""
     limit = parse_rate(max_growth, "diagnose max_growth=")
     window = select_window(trace, after, settle)
-    evidence = {
+    evidence: dict[str, Growth] = {
         name: window_growth(trace, name, window)
         for name in ("rss", "unaccounted", "cuda_allocated", "cuda_reserved")
         if name in trace.columns or (name == "unaccounted" and trace.accounting)

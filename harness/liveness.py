@@ -16,6 +16,7 @@ capped by depth, object count and time.
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import sys
 import time
@@ -30,8 +31,21 @@ from typing import Any
 
 from harness.errors import HarnessUsageError, ReleaseError
 
-_ATOMIC = (str, bytes, bytearray, int, float, complex, bool, type(None), types.CodeType,
-           types.BuiltinFunctionType, types.ModuleType, weakref.ReferenceType, range)
+_ATOMIC = (
+    str,
+    bytes,
+    bytearray,
+    int,
+    float,
+    complex,
+    bool,
+    type(None),
+    types.CodeType,
+    types.BuiltinFunctionType,
+    types.ModuleType,
+    weakref.ReferenceType,
+    range,
+)
 _HARNESS_PREFIX = "harness"
 
 
@@ -159,10 +173,8 @@ def _children(obj: object, target_ranges: list[tuple[int, int, int]]) -> Iterato
         return
     if isinstance(obj, types.FunctionType):
         for name, cell in zip(obj.__code__.co_freevars, obj.__closure__ or (), strict=False):
-            try:
+            with contextlib.suppress(ValueError):  # an empty cell
                 yield cell.cell_contents, f"closure variable {name!r}", "closure"
-            except ValueError:  # empty cell
-                pass
         for value in obj.__defaults__ or ():
             yield value, "(a default argument)", "ref"
         for name, value in (obj.__kwdefaults__ or {}).items():
@@ -184,10 +196,8 @@ def _children(obj: object, target_ranges: list[tuple[int, int, int]]) -> Iterato
                 yield value, f"generator local {name!r}", "attr"
         return
     if isinstance(obj, types.CellType):
-        try:
+        with contextlib.suppress(ValueError):
             yield obj.cell_contents, "(cell)", "closure"
-        except ValueError:
-            pass
         return
     if isinstance(obj, type):
         for name, value in list(vars(obj).items()):
@@ -217,13 +227,13 @@ def _children(obj: object, target_ranges: list[tuple[int, int, int]]) -> Iterato
         for name, value in list(attrs.items()):
             yield value, f".{name}", "attr"
     for cls in type(obj).__mro__:
-        for slot in cls.__dict__.get("__slots__", ()) if isinstance(cls.__dict__.get("__slots__", ()), (tuple, list)) else ():
+        for slot in (
+            cls.__dict__.get("__slots__", ()) if isinstance(cls.__dict__.get("__slots__", ()), (tuple, list)) else ()
+        ):
             if slot in ("__dict__", "__weakref__"):
                 continue
-            try:
+            with contextlib.suppress(AttributeError):
                 yield getattr(obj, slot), f".{slot}", "attr"
-            except AttributeError:
-                pass
     for ref in gc.get_referents(obj):
         if ref is type(obj) or (handled_dict and ref is attrs) or isinstance(ref, _ATOMIC):
             continue
@@ -346,7 +356,7 @@ def find_chains(
                         visit(child, id(obj), edge, kind, depth + 1)
                 except Exception:  # a hostile __getattr__ or a broken extension type: skip it
                     continue
-            if not remaining or status != "complete" and not status.startswith("stopped at depth"):
+            if not remaining or (status != "complete" and not status.startswith("stopped at depth")):
                 break
     queue.clear()
     seen.clear()
@@ -425,9 +435,13 @@ class ReleaseTracker:
         for i, (_, label, tname) in enumerate(alive):
             if i < max_report:
                 chain = chains[i]
-                note = "" if chain is not None else (
-                    f"held from outside Python's view (no chain from a module or frame; search {status}): "
-                    "a C extension, a pending device transfer, or an autograd graph may hold it"
+                note = (
+                    ""
+                    if chain is not None
+                    else (
+                        f"held from outside Python's view (no chain from a module or frame; search {status}): "
+                        "a C extension, a pending device transfer, or an autograd graph may hold it"
+                    )
                 )
                 out.append(Survivor(label, tname, chain, note))
             else:

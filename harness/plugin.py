@@ -29,7 +29,7 @@ from harness.markers import MARKERS, LeakSpec, parse_marker
 from harness.settings import OPTIONS, Settings, resolve
 
 if TYPE_CHECKING:
-    from harness.analysis import GrowthVerdict
+    from harness.analysis import GrowthVerdict  # noqa: F401 (named in a StashKey string)
     from harness.recorder import Recorder
 
 SESSION_KEY = pytest.StashKey["LeakSession"]()
@@ -45,15 +45,23 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("leak-harness", "memory-leak regression harness")
     for option in OPTIONS:
         if option.kind == "bool":
-            group.addoption(option.flag, action="store", nargs="?", const="yes", default=None, dest=option.dest,
-                            metavar="yes|no", help=option.help)
+            group.addoption(
+                option.flag,
+                action="store",
+                nargs="?",
+                const="yes",
+                default=None,
+                dest=option.dest,
+                metavar="yes|no",
+                help=option.help,
+            )
         else:
             group.addoption(option.flag, action="store", default=None, dest=option.dest, help=option.help)
         parser.addini(option.ini, option.help, type="string", default="")
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    for name, text in MARKERS.items():
+    for text in MARKERS.values():
         config.addinivalue_line("markers", text)
     try:
         settings = resolve(
@@ -161,15 +169,17 @@ class LeakSession:
         return result
 
     @pytest.hookimpl(wrapper=True)
-    def pytest_runtest_makereport(self, item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[Any]:
-        report: pytest.TestReport = yield
+    def pytest_runtest_makereport(
+        self, item: pytest.Item, call: pytest.CallInfo[None]
+    ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+        report = yield
         if call.when != "call":
             return report
         item.stash[OUTCOME_KEY] = report.outcome
-        if item.stash.get(MARKER_FAILED_KEY, False) and call.excinfo is not None:
-            if call.excinfo.errisinstance(LeakError):
-                # The verdict is the whole story; the hook's own traceback is noise.
-                report.longrepr = f"{call.excinfo.typename}: {call.excinfo.value}"
+        failed_here = item.stash.get(MARKER_FAILED_KEY, False) and call.excinfo is not None
+        if failed_here and call.excinfo is not None and call.excinfo.errisinstance(LeakError):
+            # The verdict is the whole story; the hook's own traceback is noise.
+            report.longrepr = f"{call.excinfo.typename}: {call.excinfo.value}"
         rec = item.stash.get(RECORDER_KEY, None)
         if rec is None:
             return report
@@ -190,8 +200,11 @@ class LeakSession:
                 ("leak_slope", format_rate(g.slope)),
                 ("leak_interval", f"{format_rate_short(g.low)}–{format_rate_short(g.high)}/1k steps"),
                 ("leak_limit", format_rate(verdict.limit)),
-                ("leak_window", f"steps {format_step(w.start_step)}–{format_step(w.end_step)}"
-                 + (f" after {w.after!r}" if w.after else "")),
+                (
+                    "leak_window",
+                    f"steps {format_step(w.start_step)}–{format_step(w.end_step)}"
+                    + (f" after {w.after!r}" if w.after else ""),
+                ),
                 ("leak_slope_bytes_per_step", f"{g.slope:.6g}"),
             ]
         for key, value in item.stash.get(EXTRA_KEY, {}).items():
@@ -205,15 +218,23 @@ class LeakSession:
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         if report.when != "call":
             return
-        props = dict(report.user_properties)
+        props = {str(k): str(v) for k, v in report.user_properties}
         if "leak_trace" not in props and "leak_verdict" not in props:
             return
         summary = ""
         if "leak_verdict" in props:
-            summary = (f"{props['leak_verdict'].upper()} {props['leak_signal']} {props['leak_slope']} "
-                       f"[{props['leak_interval']}] {props['leak_window']}; limit {props['leak_limit']}")
-        self.rows.append({"test": report.nodeid, "outcome": report.outcome, "summary": summary,
-                          "report": str(props.get("leak_report", ""))})
+            summary = (
+                f"{props['leak_verdict'].upper()} {props['leak_signal']} {props['leak_slope']} "
+                f"[{props['leak_interval']}] {props['leak_window']}; limit {props['leak_limit']}"
+            )
+        self.rows.append(
+            {
+                "test": report.nodeid,
+                "outcome": report.outcome,
+                "summary": summary,
+                "report": str(props.get("leak_report", "")),
+            }
+        )
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         if not self.rows:
@@ -255,8 +276,14 @@ def memory_trace(request: pytest.FixtureRequest) -> Iterator[Recorder]:
     spec, _error = session.spec_for(item)
     spec = spec or LeakSpec(marker="leak")
     directory = session.test_dir(item.nodeid)
-    rec = Recorder(item.nodeid, directory / "trace.jsonl", heap=spec.heap, every=spec.every, progress=False,
-                   meta={"test": item.nodeid})
+    rec = Recorder(
+        item.nodeid,
+        directory / "trace.jsonl",
+        heap=spec.heap,
+        every=spec.every,
+        progress=False,
+        meta={"test": item.nodeid},
+    )
     item.stash[RECORDER_KEY] = rec
     extra: dict[str, Any] = {}
     item.stash[EXTRA_KEY] = extra
@@ -284,5 +311,11 @@ def memory_trace(request: pytest.FixtureRequest) -> Iterator[Recorder]:
     if session.settings.reports:
         from harness.report import write_test_report
 
-        write_test_report(directory, item.nodeid, item.stash.get(OUTCOME_KEY, "unknown"), rec.trace,
-                          item.stash.get(VERDICT_KEY, None), extra)
+        write_test_report(
+            directory,
+            item.nodeid,
+            item.stash.get(OUTCOME_KEY, "unknown"),
+            rec.trace,
+            item.stash.get(VERDICT_KEY, None),
+            extra,
+        )

@@ -66,8 +66,16 @@ class Recorder:
         self._gc_at: dict[str, dict[str, int]] = {}
         self._active = False
         total, _ = system_memory()
-        self.trace = Trace(name=name, meta={"machine_memory": total, "rss_source": self._rss.source,
-                                            "every": every, "pid": os.getpid(), **(meta or {})})
+        self.trace = Trace(
+            name=name,
+            meta={
+                "machine_memory": total,
+                "rss_source": self._rss.source,
+                "every": every,
+                "pid": os.getpid(),
+                **(meta or {}),
+            },
+        )
 
     # -- context ---------------------------------------------------------------------
     def __enter__(self) -> Recorder:

@@ -71,8 +71,10 @@ def svg_plot(trace: Trace, verdict: GrowthVerdict | None = None, width: int = 86
         )
     for name, pts in series.items():
         path = " ".join(f"{px(x):.1f},{py(y):.1f}" for x, y in pts)
-        parts.append(f'<polyline fill="none" stroke="{_COLORS[name]}" stroke-width="1.3" points="{path}">'
-                     f"<title>{name}</title></polyline>")
+        parts.append(
+            f'<polyline fill="none" stroke="{_COLORS[name]}" stroke-width="1.3" points="{path}">'
+            f"<title>{name}</title></polyline>"
+        )
     if verdict is not None:
         g, w = verdict.growth, verdict.window
         parts.append(
@@ -113,9 +115,11 @@ def write_test_report(
         body.append(f"<pre>{html.escape(json.dumps(trace.summary(), indent=2, default=str))}</pre>")
     links = [(k, v) for k, v in extra.items() if k.endswith("_file") and v]
     if links:
-        body.append("<ul>" + "".join(
-            f'<li><a href="{html.escape(Path(str(v)).name)}">{html.escape(k)}</a></li>' for k, v in links
-        ) + "</ul>")
+        body.append(
+            "<ul>"
+            + "".join(f'<li><a href="{html.escape(Path(str(v)).name)}">{html.escape(k)}</a></li>' for k, v in links)
+            + "</ul>"
+        )
     html_path.write_text(_page(title, "".join(body)), encoding="utf-8")
     return json_path, html_path
 
@@ -128,8 +132,10 @@ def write_index(report_dir: Path, rows: list[dict[str, str]]) -> Path:
         link = row.get("report", "")
         rel = html.escape(str(Path(link).relative_to(report_dir))) if link.startswith(str(report_dir)) else ""
         name = f'<a href="{rel}">{html.escape(row["test"])}</a>' if rel else html.escape(row["test"])
-        trs.append(f"<tr><td>{name}</td><td>{html.escape(row.get('outcome', ''))}</td>"
-                   f"<td>{html.escape(row.get('summary', ''))}</td></tr>")
+        trs.append(
+            f"<tr><td>{name}</td><td>{html.escape(row.get('outcome', ''))}</td>"
+            f"<td>{html.escape(row.get('summary', ''))}</td></tr>"
+        )
     table = "<table><tr><th>test</th><th>outcome</th><th>verdict</th></tr>" + "".join(trs) + "</table>"
     path = report_dir / "index.html"
     path.write_text(_page("leak harness reports", "<h1>leak harness reports</h1>" + table), encoding="utf-8")
@@ -137,7 +143,11 @@ def write_index(report_dir: Path, rows: list[dict[str, str]]) -> Path:
 
 
 def _page(title: str, body: str) -> str:
-    style = ("body{font-family:sans-serif;margin:2em;max-width:70em}pre{background:#f8f8f8;padding:1em;"
-             "white-space:pre-wrap}td,th{padding:.2em .8em;text-align:left;border-bottom:1px solid #eee}")
-    return (f'<!doctype html><html><head><meta charset="utf-8"><title>{title}</title>'
-            f"<style>{style}</style></head><body>{body}</body></html>")
+    style = (
+        "body{font-family:sans-serif;margin:2em;max-width:70em}pre{background:#f8f8f8;padding:1em;"
+        "white-space:pre-wrap}td,th{padding:.2em .8em;text-align:left;border-bottom:1px solid #eee}"
+    )
+    return (
+        f'<!doctype html><html><head><meta charset="utf-8"><title>{title}</title>'
+        f"<style>{style}</style></head><body>{body}</body></html>"
+    )

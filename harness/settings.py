@@ -36,15 +36,42 @@ class Option:
 
 
 OPTIONS: tuple[Option, ...] = (
-    Option("report_dir", "--leak-report-dir", "leak_report_dir", "HARNESS_REPORT_DIR",
-           "directory for per-test traces and reports (default: reports/ under the rootdir)", "path", "reports"),
-    Option("memray", "--leak-memray", "leak_memray", "HARNESS_MEMRAY",
-           "capture every memory_trace test with memray and write a flamegraph next to its trace", "bool", False),
-    Option("budget", "--leak-budget", "leak_budget", "HARNESS_BUDGET",
-           "memory budget for projections in growth messages, e.g. '6 GiB' (default: this machine's memory)",
-           "size", None),
-    Option("reports", "--leak-reports", "leak_reports", "HARNESS_REPORTS",
-           "write per-test JSON and HTML reports ('yes'/'no', default yes)", "bool", True),
+    Option(
+        "report_dir",
+        "--leak-report-dir",
+        "leak_report_dir",
+        "HARNESS_REPORT_DIR",
+        "directory for per-test traces and reports (default: reports/ under the rootdir)",
+        "path",
+        "reports",
+    ),
+    Option(
+        "memray",
+        "--leak-memray",
+        "leak_memray",
+        "HARNESS_MEMRAY",
+        "capture every memory_trace test with memray and write a flamegraph next to its trace",
+        "bool",
+        False,
+    ),
+    Option(
+        "budget",
+        "--leak-budget",
+        "leak_budget",
+        "HARNESS_BUDGET",
+        "memory budget for projections in growth messages, e.g. '6 GiB' (default: this machine's memory)",
+        "size",
+        None,
+    ),
+    Option(
+        "reports",
+        "--leak-reports",
+        "leak_reports",
+        "HARNESS_REPORTS",
+        "write per-test JSON and HTML reports ('yes'/'no', default yes)",
+        "bool",
+        True,
+    ),
 )
 
 
@@ -99,6 +126,8 @@ def resolve(
                 sources[option.name] = source
                 break
         else:
-            values[option.name] = _convert(option, option.default, "default", rootdir) if option.default is not None else None
+            values[option.name] = (
+                _convert(option, option.default, "default", rootdir) if option.default is not None else None
+            )
             sources[option.name] = "default"
     return Settings(sources=sources, **values)

@@ -18,11 +18,13 @@ Why these estimators:
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 
 @dataclass(frozen=True)
@@ -53,7 +55,7 @@ class Growth:
         return self.low > limit
 
 
-def block_medians(x: Sequence[float], y: Sequence[float], max_points: int) -> tuple[np.ndarray, np.ndarray]:
+def block_medians(x: ArrayLike, y: ArrayLike, max_points: int) -> tuple[np.ndarray, np.ndarray]:
     """Reduce (x, y) to at most ``max_points`` medians of consecutive equal-size blocks."""
     xs = np.asarray(x, dtype=float)
     ys = np.asarray(y, dtype=float)
@@ -61,8 +63,8 @@ def block_medians(x: Sequence[float], y: Sequence[float], max_points: int) -> tu
     if n <= max_points:
         return xs, ys
     edges = np.linspace(0, n, max_points + 1).astype(int)
-    bx = np.array([np.median(xs[a:b]) for a, b in zip(edges[:-1], edges[1:], strict=True)])
-    by = np.array([np.median(ys[a:b]) for a, b in zip(edges[:-1], edges[1:], strict=True)])
+    bx = np.array([np.median(xs[a:b]) for a, b in itertools.pairwise(edges)])
+    by = np.array([np.median(ys[a:b]) for a, b in itertools.pairwise(edges)])
     return bx, by
 
 
@@ -79,8 +81,9 @@ def robust_growth(
         raise ValueError(f"a growth estimate needs at least 3 finite samples, got {len(xs)}")
     if np.all(ys == ys[0]):
         # Constant input: kendalltau warns and returns nan; the answer is exactly "flat".
-        return Growth(0.0, 0.0, 0.0, float(ys[0]), confidence, 0.0, 1.0,
-                      int(steps[0]), int(steps[-1]), len(steps), len(xs))
+        return Growth(
+            0.0, 0.0, 0.0, float(ys[0]), confidence, 0.0, 1.0, int(steps[0]), int(steps[-1]), len(steps), len(xs)
+        )
     from scipy import stats as _sps  # imported on first use: it costs ~0.3 s
 
     res = _sps.theilslopes(ys, xs, alpha=confidence)
@@ -110,3 +113,23 @@ def steps_until(growth: Growth, budget: float, from_step: float) -> float | None
         return from_step
     return from_step + (budget - current) / growth.slope
 
+
+def part_slopes(steps: Sequence[float], values: Sequence[float], parts: int = 2, max_points: int = 200) -> list[float]:
+    """Theil–Sen slope of each of ``parts`` consecutive equal parts of the series.
+
+    A linear leak grows in every part of a window; an allocator bump after warm-up
+    (RSS up 30 MB, then back down) grows in one and shrinks in another. Requiring every
+    part to exceed the limit is what keeps clean runs from failing on such bumps.
+    """
+    from scipy import stats as _sps
+
+    xs, ys = np.asarray(steps, dtype=float), np.asarray(values, dtype=float)
+    edges = np.linspace(0, len(xs), parts + 1).astype(int)
+    out = []
+    for a, b in itertools.pairwise(edges):
+        px, py = block_medians(xs[a:b], ys[a:b], max_points)
+        if len(px) < 3 or np.all(py == py[0]):
+            out.append(0.0)
+        else:
+            out.append(float(_sps.theilslopes(py, px).slope))
+    return out

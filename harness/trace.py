@@ -124,6 +124,18 @@ class Trace:
                     totals[i] += v
         return totals
 
+    def head(self, last_step: int) -> Trace:
+        """A copy holding only the samples and events up to ``last_step`` (what was known then)."""
+        n = sum(1 for s in self.steps if s <= last_step)
+        cut = Trace(name=self.name, meta=dict(self.meta))
+        cut.steps = self.steps[:n]
+        cut.times = self.times[:n]
+        cut.columns = {k: v[:n] for k, v in self.columns.items()}
+        cut.accounting = {k: v[:n] for k, v in self.accounting.items()}
+        cut.metrics_columns = {k: v[:n] for k, v in self.metrics_columns.items()}
+        cut.events = [e for e in self.events if e.step <= last_step]
+        return cut
+
     def accounting_names(self) -> list[str]:
         return list(self.accounting)
 
@@ -151,15 +163,14 @@ class Trace:
             if kind == "meta":
                 if rec.get("format") != FORMAT_VERSION:
                     raise HarnessUsageError(
-                        f"trace file {str(path)!r} has format {rec.get('format')!r}; this harness reads {FORMAT_VERSION}"
+                        f"trace file {str(path)!r} has format {rec.get('format')!r}; "
+                        f"this harness reads {FORMAT_VERSION}"
                     )
                 trace = cls(name=str(rec.get("name", path.stem)), meta=dict(rec.get("meta") or {}))
             elif trace is None:
                 raise HarnessUsageError(f"trace file {str(path)!r} does not start with a meta line")
             elif kind == "s":
-                trace.append(
-                    int(rec["step"]), float(rec["t"]), rec.get("v", {}), rec.get("a"), rec.get("m")
-                )
+                trace.append(int(rec["step"]), float(rec["t"]), rec.get("v", {}), rec.get("a"), rec.get("m"))
             elif kind == "event":
                 trace.add_event(Event(str(rec["name"]), int(rec["step"]), float(rec["t"])))
             elif kind == "end":
@@ -208,7 +219,7 @@ def _append_row(table: dict[str, array[float]], values: Mapping[str, float], n: 
         if col is None:
             col = table[key] = array("d", [math.nan]) * n
         col.append(float(value))
-    for key, col in table.items():
+    for col in table.values():
         if len(col) == n:
             col.append(math.nan)
 
@@ -280,4 +291,3 @@ class TraceWriter:
         if self._fh is not None:
             self._fh.close()
             self._fh = None
-

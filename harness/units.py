@@ -93,12 +93,14 @@ def parse_rate(value: object, source: str | None = None) -> float:
         return rate
     if not isinstance(value, str):
         raise HarnessUsageError(
-            f"rate {value!r}{_where(source)} is a {type(value).__name__}; give bytes/step or a string like '1 MB/1k steps'"
+            f"rate {value!r}{_where(source)} is a {type(value).__name__}; "
+            "give bytes/step or a string like '1 MB/1k steps'"
         )
     match = _PER_RE.match(value)
     if match is None:
         raise HarnessUsageError(
-            f"cannot read rate {value!r}{_where(source)}: expected a size per steps, like '1 MB/1k steps' or '4 KB/step'"
+            f"cannot read rate {value!r}{_where(source)}: "
+            "expected a size per steps, like '1 MB/1k steps' or '4 KB/step'"
         )
     try:
         size = parse_size(match.group("size"))
@@ -184,7 +186,7 @@ def format_rate_short(bytes_per_step: float) -> str:
 
 
 def format_step(step: float) -> str:
-    return f"{int(round(step)):,}"
+    return f"{round(step):,}"
 
 
 def _three(x: float) -> str:

@@ -10,7 +10,7 @@ import pytest
 from harness.trace import Trace
 
 # A real leak with no torch: each step keeps 20 KB of touched bytes (20 MB per 1k steps).
-LEAKY = '''
+LEAKY = """
 import pytest
 HELD = []
 
@@ -20,9 +20,9 @@ def test_grows(memory_trace):
         HELD.append(bytearray(b"x") * 20_000)
         if step == 500:
             memory_trace.mark("full")
-'''
+"""
 
-FLAT = '''
+FLAT = """
 import pytest
 
 @pytest.mark.leak(max_growth="1 MB/1k steps", after="full")
@@ -32,7 +32,7 @@ def test_flat(memory_trace):
         ring[step % 50] = bytearray(b"x") * 20_000
         if step == 500:
             memory_trace.mark("full")
-'''
+"""
 
 
 @pytest.fixture
@@ -60,12 +60,14 @@ def test_a_growing_test_fails_with_the_verdict_and_keeps_its_trace(pytester, run
     result = run("--junitxml=junit.xml")
     assert result.ret == 1
     out = result.stdout.str()
-    result.stdout.fnmatch_lines([
-        "*GrowthError: RSS grows * MB per 1k steps after 'full' (step 500; window steps *limit 1.0 MB/1k steps*",
-        "*At this rate * is reached at step *",
-        "*memory leak harness*",
-        "test_leaky.py::test_grows: FAIL rss * MB/1k steps*after 'full'; limit 1.0 MB/1k steps",
-    ])
+    result.stdout.fnmatch_lines(
+        [
+            "*GrowthError: RSS grows * MB per 1k steps after 'full' (step 500; window steps *limit 1.0 MB/1k steps*",
+            "*At this rate * is reached at step *",
+            "*memory leak harness*",
+            "test_leaky.py::test_grows: FAIL rss * MB/1k steps*after 'full'; limit 1.0 MB/1k steps",
+        ]
+    )
     assert "Traceback" not in out and "INTERNALERROR" not in out
     trace = Trace.load(pytester.path / "reports" / "test_leaky.py_test_grows" / "trace.jsonl")
     assert len(trace) == 3_000 and trace.event("full").step == 500
@@ -91,35 +93,49 @@ def test_results_survive_xdist(pytester, run):
     pytester.makepyfile(test_leaky=LEAKY, test_flat=FLAT)
     result = run("-n", "2", "--junitxml=junit.xml")
     result.assert_outcomes(passed=1, failed=1)
-    result.stdout.fnmatch_lines_random([
-        "test_flat.py::test_flat: PASS *", "test_leaky.py::test_grows: FAIL *",
-    ])
-    verdicts = sorted(p.get("value") for p in ET.parse(pytester.path / "junit.xml").iter("property")
-                      if p.get("name") == "leak_verdict")
+    result.stdout.fnmatch_lines_random(
+        [
+            "test_flat.py::test_flat: PASS *",
+            "test_leaky.py::test_grows: FAIL *",
+        ]
+    )
+    verdicts = sorted(
+        p.get("value")
+        for p in ET.parse(pytester.path / "junit.xml").iter("property")
+        if p.get("name") == "leak_verdict"
+    )
     assert verdicts == ["fail", "pass"]
 
 
 @pytest.mark.parametrize(
     ("body", "expected"),
     [
-        ('@pytest.mark.leak(max_groth="1 MB/1k steps")',
-         "*test_bad.py::test_it: @pytest.mark.leak got unknown argument max_groth; allowed: max_growth, after,*"),
-        ('@pytest.mark.leak(max_growth="1 MB per fortnight")',
-         "*test_bad.py::test_it: cannot read rate '1 MB per fortnight' (from @pytest.mark.leak(max_growth=))*"),
-        ('@pytest.mark.leak(max_growth="1 MB/1k steps", after="eviction")',
-         "*test_bad.py::test_it: @pytest.mark.leak: after='eviction': trace 'test_bad.py::test_it' has no event "
-         "'eviction' (events marked: none)*"),
+        (
+            '@pytest.mark.leak(max_groth="1 MB/1k steps")',
+            "*test_bad.py::test_it: @pytest.mark.leak got unknown argument max_groth; allowed: max_growth, after,*",
+        ),
+        (
+            '@pytest.mark.leak(max_growth="1 MB per fortnight")',
+            "*test_bad.py::test_it: cannot read rate '1 MB per fortnight' (from @pytest.mark.leak(max_growth=))*",
+        ),
+        (
+            '@pytest.mark.leak(max_growth="1 MB/1k steps", after="eviction")',
+            "*test_bad.py::test_it: @pytest.mark.leak: after='eviction': trace 'test_bad.py::test_it' has no event "
+            "'eviction' (events marked: none)*",
+        ),
     ],
 )
 def test_bad_marker_input_fails_the_test_with_one_line(pytester, run, body, expected):
-    pytester.makepyfile(test_bad=f'''
+    pytester.makepyfile(
+        test_bad=f"""
 import pytest
 
 {body}
 def test_it(memory_trace):
     for _ in memory_trace.steps(100):
         pass
-''')
+"""
+    )
     result = run()
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines([expected])
@@ -131,33 +147,38 @@ def test_it(memory_trace):
 
 
 def test_an_empty_trace_is_one_line(pytester, run):
-    pytester.makepyfile(test_empty='''
+    pytester.makepyfile(
+        test_empty="""
 import pytest
 
 @pytest.mark.leak(max_growth="1 MB/1k steps")
 def test_it(memory_trace):
     pass
-''')
+"""
+    )
     result = run()
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(["*test_it: @pytest.mark.leak: trace 'test_empty.py::test_it' is empty*"])
 
 
 def test_a_growth_limit_without_the_fixture_is_explained(pytester, run):
-    pytester.makepyfile(test_nofix='''
+    pytester.makepyfile(
+        test_nofix="""
 import pytest
 
 @pytest.mark.leak(max_growth="1 MB/1k steps")
 def test_it():
     pass
-''')
+"""
+    )
     result = run()
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(["*does not use the memory_trace fixture: add it as an argument*"])
 
 
 def test_soak_is_deselected_unless_asked_for(pytester, run):
-    pytester.makepyfile(test_soak='''
+    pytester.makepyfile(
+        test_soak="""
 import pytest
 
 @pytest.mark.soak
@@ -167,7 +188,8 @@ def test_long():
 @pytest.mark.leak
 def test_quick():
     pass
-''')
+"""
+    )
     default = run()
     default.assert_outcomes(passed=1, deselected=1)
     soak = run("-m", "soak", "-v")

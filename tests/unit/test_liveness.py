@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 import types
+import typing
 from collections import deque
 
 import numpy as np
@@ -62,7 +63,9 @@ def test_a_closure_that_captured_the_object_is_named():
     tr = harness.track_release()
     tr.watch(ep["obs"], label="obs")
     del ep
-    with pytest.raises(ReleaseError, match=r"local 'callbacks' .* -> \[0\] \(function .*log\) -> closure variable 'arr'"):
+    with pytest.raises(
+        ReleaseError, match=r"local 'callbacks' .* -> \[0\] \(function .*log\) -> closure variable 'arr'"
+    ):
         tr.assert_released()
     callbacks.clear()
 
@@ -84,7 +87,7 @@ def test_a_module_level_cache_is_named_with_its_module():
 
 
 class History:
-    seen: list[np.ndarray] = []  # a class-level list shared by every instance: the classic
+    seen: typing.ClassVar[list[np.ndarray]] = []  # a class-level list shared by every instance: the classic
 
 
 def test_a_class_attribute_is_named():

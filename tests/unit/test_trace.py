@@ -37,7 +37,7 @@ def test_a_recorded_trace_loads_back_identically(tmp_path):
 
 def test_first_mark_wins(tmp_path):
     with harness.record("marks") as rec:
-        for step in rec.steps(10):
+        for _ in rec.steps(10):
             rec.mark("eviction")
     assert rec.trace.events == [Event("eviction", 0, rec.trace.events[0].t)]
 
