@@ -107,73 +107,63 @@ def test_results_survive_xdist(pytester, run):
     assert verdicts == ["fail", "pass"]
 
 
+LOOP = "    for _ in memory_trace.steps(100):\n        pass\n"
+
+
 @pytest.mark.parametrize(
-    ("body", "expected"),
+    ("marker", "args", "body", "expected", "kept"),
     [
         (
             '@pytest.mark.leak(max_groth="1 MB/1k steps")',
+            "memory_trace",
+            LOOP,
             "*test_bad.py::test_it: @pytest.mark.leak got unknown argument max_groth; allowed: max_growth, after,*",
+            0,
         ),
         (
             '@pytest.mark.leak(max_growth="1 MB per fortnight")',
+            "memory_trace",
+            LOOP,
             "*test_bad.py::test_it: cannot read rate '1 MB per fortnight' (from @pytest.mark.leak(max_growth=))*",
+            0,
         ),
         (
             '@pytest.mark.leak(max_growth="1 MB/1k steps", after="eviction")',
+            "memory_trace",
+            LOOP,
             "*test_bad.py::test_it: @pytest.mark.leak: after='eviction': trace 'test_bad.py::test_it' has no event "
             "'eviction' (events marked: none)*",
+            100,  # what was recorded is kept
+        ),
+        (
+            '@pytest.mark.leak(max_growth="1 MB/1k steps")',
+            "memory_trace",
+            "    pass\n",
+            "*test_bad.py::test_it: @pytest.mark.leak: trace 'test_bad.py::test_it' is empty*",
+            0,
+        ),
+        (
+            '@pytest.mark.leak(max_growth="1 MB/1k steps")',
+            "",
+            "    pass\n",
+            "*does not use the memory_trace fixture: add it as an argument*",
+            None,
         ),
     ],
+    ids=["unknown-argument", "bad-rate", "event-never-marked", "empty-trace", "no-fixture"],
 )
-def test_bad_marker_input_fails_the_test_with_one_line(pytester, run, body, expected):
-    pytester.makepyfile(
-        test_bad=f"""
-import pytest
-
-{body}
-def test_it(memory_trace):
-    for _ in memory_trace.steps(100):
-        pass
-"""
-    )
+def test_bad_input_fails_the_test_with_one_line(pytester, run, marker, args, body, expected, kept):
+    pytester.makepyfile(test_bad=f"import pytest\n\n{marker}\ndef test_it({args}):\n{body}")
     result = run()
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines([expected])
     out = result.stdout.str()
     assert "Traceback" not in out and "INTERNALERROR" not in out
     trace = pytester.path / "reports" / "test_bad.py_test_it" / "trace.jsonl"
-    if "unknown argument" not in expected and "fortnight" not in expected:
-        assert len(Trace.load(trace)) == 100  # what was recorded is kept
-
-
-def test_an_empty_trace_is_one_line(pytester, run):
-    pytester.makepyfile(
-        test_empty="""
-import pytest
-
-@pytest.mark.leak(max_growth="1 MB/1k steps")
-def test_it(memory_trace):
-    pass
-"""
-    )
-    result = run()
-    result.assert_outcomes(failed=1)
-    result.stdout.fnmatch_lines(["*test_it: @pytest.mark.leak: trace 'test_empty.py::test_it' is empty*"])
-
-
-def test_a_growth_limit_without_the_fixture_is_explained(pytester, run):
-    pytester.makepyfile(
-        test_nofix="""
-import pytest
-
-@pytest.mark.leak(max_growth="1 MB/1k steps")
-def test_it():
-    pass
-"""
-    )
-    result = run()
-    result.assert_outcomes(failed=1)
-    result.stdout.fnmatch_lines(["*does not use the memory_trace fixture: add it as an argument*"])
+    if kept is None:
+        assert not trace.exists()
+    else:
+        assert len(Trace.load(trace)) == kept
 
 
 def test_soak_is_deselected_unless_asked_for(pytester, run):

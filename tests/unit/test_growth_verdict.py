@@ -116,3 +116,29 @@ def test_diagnose_tells_ram_leak_from_no_leak():
     assert harness.diagnose(leak, after="eviction").case == "C"
     assert harness.diagnose(flat, after="eviction").case == "D"
     assert "RAM leak" in str(harness.diagnose(leak, after="eviction"))
+
+
+def _with_cuda(allocated_slope: float, reserved_slope: float) -> Trace:
+    trace = Trace(name="gpu")
+    for step in range(0, 20_000, 10):
+        grow = max(0, step - 5_000)
+        trace.append(
+            step,
+            0.0,
+            {
+                "rss": 2_000 * MB,
+                "cuda_allocated": 1_000 * MB + allocated_slope * grow,
+                "cuda_reserved": 1_500 * MB + reserved_slope * grow,
+            },
+            {"buffer": 500 * MB},
+        )
+    trace.add_event(Event("eviction", 5_000, 0.0))
+    return trace
+
+
+def test_diagnose_tells_gpu_leak_from_fragmentation():
+    # Incident 1's cases: A, allocated climbs; B, allocated flat while reserved climbs.
+    assert harness.diagnose(_with_cuda(5_000, 5_000), after="eviction").case == "A"
+    frag = harness.diagnose(_with_cuda(0, 5_000), after="eviction")
+    assert frag.case == "B" and "fragmentation" in frag.title
+    assert harness.diagnose(_with_cuda(0, 0), after="eviction").case == "D"
