@@ -214,6 +214,8 @@ class Trace:
 
 
 def _append_row(table: dict[str, array[float]], values: Mapping[str, float], n: int) -> None:
+    if not table and not values:
+        return
     for key, value in values.items():
         col = table.get(key)
         if col is None:
@@ -229,6 +231,8 @@ def _row(table: Mapping[str, array[float]], i: int) -> dict[str, float]:
 
 
 def _num(value: float) -> str:
+    if type(value) is int:
+        return str(value)
     if value != value or value in (math.inf, -math.inf):
         return "null"
     if float(value).is_integer() and abs(value) < 2**53:
@@ -236,8 +240,18 @@ def _num(value: float) -> str:
     return repr(float(value))
 
 
+_KEYS: dict[str, str] = {}
+
+
+def _key(name: str) -> str:
+    quoted = _KEYS.get(name)
+    if quoted is None:
+        quoted = _KEYS[name] = json.dumps(name)
+    return quoted
+
+
 def _obj(values: Mapping[str, float]) -> str:
-    return "{" + ",".join(f"{json.dumps(k)}:{_num(v)}" for k, v in values.items()) + "}"
+    return "{" + ",".join(f"{_key(k)}:{_num(v)}" for k, v in values.items()) + "}"
 
 
 class TraceWriter:

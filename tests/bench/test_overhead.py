@@ -45,26 +45,26 @@ def _recorded(rec, buf, src, trainer):
         rec.account(buffer=buf.nbytes)
 
 
-@pytest.mark.benchmark(group="replay+trainer, 50 steps")
+@pytest.mark.benchmark(group="replay+trainer, 50 steps", min_rounds=20)
 def test_step_with_no_probes(benchmark, subject):
     benchmark(_bare, *subject)
 
 
-@pytest.mark.benchmark(group="replay+trainer, 50 steps")
+@pytest.mark.benchmark(group="replay+trainer, 50 steps", min_rounds=20)
 def test_step_with_default_probes(benchmark, subject, tmp_path):
     with harness.record("bench", tmp_path / "trace.jsonl", gc_types=False) as rec:
         benchmark(_recorded, rec, *subject)
     assert len(rec.trace) >= STEPS
 
 
-@pytest.mark.benchmark(group="replay+trainer, 50 steps")
+@pytest.mark.benchmark(group="replay+trainer, 50 steps", min_rounds=20)
 def test_step_with_tracemalloc(benchmark, subject, tmp_path):
     with harness.record("bench", tmp_path / "trace.jsonl", gc_types=False, heap=True) as rec:
         benchmark(_recorded, rec, *subject)
     assert rec.trace.columns["heap"][-1] > 0
 
 
-@pytest.mark.benchmark(group="replay+trainer, 50 steps")
+@pytest.mark.benchmark(group="replay+trainer, 50 steps", min_rounds=20)
 def test_step_with_memray(benchmark, subject, tmp_path):
     memray = pytest.importorskip("memray")
     with (
@@ -73,3 +73,18 @@ def test_step_with_memray(benchmark, subject, tmp_path):
     ):
         benchmark(_recorded, rec, *subject)
     assert (tmp_path / "bench.bin").stat().st_size > 0
+
+
+@pytest.mark.benchmark(group="one sample")
+def test_one_sample_of_the_default_probes(benchmark, tmp_path):
+    with harness.record("sample", tmp_path / "trace.jsonl", gc_types=False) as rec:
+        rec.account(buffer=1_000_000)
+        benchmark(rec.sample)
+    assert len(rec.trace) > 100
+
+
+@pytest.mark.benchmark(group="one sample")
+def test_one_rss_read(benchmark):
+    from harness.probes import read_rss
+
+    assert benchmark(read_rss) > 0
