@@ -125,6 +125,7 @@ class GrowthVerdict:
     budget_source: str
     projected_step: float | None
     halves: tuple[float, ...] = ()
+    accounting: tuple[str, ...] = ()  # names declared with rec.account()
     related: dict[str, Growth] = field(default_factory=dict)
     heap_sites: list[str] = field(default_factory=list)
     type_growth: list[tuple[str, int]] = field(default_factory=list)
@@ -172,20 +173,21 @@ class GrowthVerdict:
     def _evidence(self) -> list[str]:
         out: list[str] = []
         g = self.growth
+        acct = " + ".join(self.accounting)
         unacc = self.related.get("unaccounted")
         if self.signal == "rss" and unacc is not None:
             ratio = unacc.slope / g.slope if g.slope > 0 else 0.0
             if ratio >= 0.5:
                 out.append(
-                    f"Unaccounted memory (RSS minus declared {self._acct()} bytes) grows "
+                    f"Unaccounted memory (RSS minus declared {acct} bytes) grows "
                     f"{format_rate(unacc.slope)} ({ratio:.0%} of the RSS growth): memory nobody declared is piling "
                     "up; look for references to evicted data (views, caches, queues, histories)."
                 )
             else:
-                acct = self.related.get("accounted")
-                grows = f" grows {format_rate(acct.slope)}" if acct is not None else " grows"
+                declared = self.related.get("accounted")
+                grows = f" grows {format_rate(declared.slope)}" if declared is not None else " grows"
                 out.append(
-                    f"Declared memory ({self._acct()}){grows} and unaccounted memory only "
+                    f"Declared memory ({acct}){grows} and unaccounted memory only "
                     f"{format_rate(unacc.slope)}: the structure itself keeps growing; check that its capacity "
                     "is enforced."
                 )
@@ -212,13 +214,6 @@ class GrowthVerdict:
             "rerun with --leak-memray for a flamegraph of what is still allocated."
         )
         return out
-
-    def _acct(self) -> str:
-        return (
-            self.signal_words.split("declared ")[-1].split(" bytes")[0]
-            if "declared" in self.signal_words
-            else ("buffer")
-        )
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -285,6 +280,7 @@ def growth_verdict(
         budget_source=budget_source,
         projected_step=projected,
         halves=halves,
+        accounting=tuple(trace.accounting_names()),
         related=related,
         heap_sites=list(trace.meta.get(heap_key, [])),
         type_growth=[(str(n), int(c)) for n, c in trace.meta.get(gc_key, [])],

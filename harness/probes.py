@@ -221,16 +221,6 @@ def memray_available() -> bool:
     return True
 
 
-def memray_tracking_active() -> bool:
-    """True when another memray Tracker (pytest-memray's, say) is already running."""
-    try:
-        import memray._memray as _m
-    except ImportError:
-        return False
-    tracker = getattr(getattr(_m, "Tracker", None), "_Tracker__tracker", None)
-    return bool(tracker)
-
-
 @contextmanager
 def memray_capture(capture: Path, native: bool = False) -> Iterator[Path]:
     """Track allocations with memray into ``capture`` for the duration of the block."""
