@@ -1,6 +1,7 @@
 """What recording costs on a replay + trainer step (pytest-benchmark; no timing asserts).
 
-Compare the groups' means: ``none`` is the bare step; ``default`` adds the default probes
+Run without xdist for figures (``pytest tests/bench``): under ``-n 2`` pytest-benchmark
+runs each benchmark once, unmeasured. Compare the groups' means: ``none`` is the bare step; ``default`` adds the default probes
 (RSS from /proc/self/statm and one flushed JSONL line per step, plus accounting); then
 tracemalloc (``heap=True``) and memray tracking. Target: default within 3% of none.
 """
@@ -80,7 +81,8 @@ def test_one_sample_of_the_default_probes(benchmark, tmp_path):
     with harness.record("sample", tmp_path / "trace.jsonl", gc_types=False) as rec:
         rec.account(buffer=1_000_000)
         benchmark(rec.sample)
-    assert len(rec.trace) > 100
+    # Under xdist pytest-benchmark runs each benchmark once, unmeasured: count >= 1.
+    assert len(rec.trace) >= 1 and rec.trace.accounting["buffer"][-1] == 1_000_000
 
 
 @pytest.mark.benchmark(group="one sample")
