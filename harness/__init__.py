@@ -7,10 +7,19 @@ will run out, and who is holding it. See DESIGN.md for the contract of these nam
 
 from __future__ import annotations
 
-from harness.analysis import Diagnosis, GrowthVerdict, diagnose, growth_verdict
-from harness.assertions import assert_no_linear_growth
-from harness.errors import GrowthError, HarnessError, HarnessUsageError, LeakError, ReleaseError, TraceError
+from harness.analysis import Diagnosis, GrowthVerdict, PeakVerdict, diagnose, growth_verdict, peak_verdict
+from harness.assertions import assert_no_linear_growth, assert_peak_within
+from harness.errors import (
+    GrowthError,
+    HarnessError,
+    HarnessUsageError,
+    LeakError,
+    PeakError,
+    ReleaseError,
+    TraceError,
+)
 from harness.liveness import ReleaseTracker, Survivor, find_chains, track_release
+from harness.peak import PeakMeter, PeakResult, peak
 from harness.recorder import Recorder, record
 from harness.stats import Growth, robust_growth
 from harness.trace import Event, Trace
@@ -27,6 +36,10 @@ __all__ = [
     "HarnessError",
     "HarnessUsageError",
     "LeakError",
+    "PeakError",
+    "PeakMeter",
+    "PeakResult",
+    "PeakVerdict",
     "Recorder",
     "ReleaseError",
     "ReleaseTracker",
@@ -34,6 +47,7 @@ __all__ = [
     "Trace",
     "TraceError",
     "assert_no_linear_growth",
+    "assert_peak_within",
     "diagnose",
     "find_chains",
     "format_rate",
@@ -41,6 +55,8 @@ __all__ = [
     "growth_verdict",
     "parse_rate",
     "parse_size",
+    "peak",
+    "peak_verdict",
     "record",
     "robust_growth",
     "track_release",

@@ -21,6 +21,7 @@ from harness.units import (
     format_rate_short,
     format_size,
     format_step,
+    parse_limit,
     parse_rate,
     parse_settle,
     parse_size,
@@ -348,3 +349,84 @@ def diagnose(
         for name, g in evidence.items()
     )
     return Diagnosis(case, _CASES[case], evidence, limit, f"Slopes after {after or 'warm-up'}: {figures}.")
+
+
+# -- peaks ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PeakVerdict:
+    """The answer to "did the block's peak stay within ``limit`` over its baseline?"."""
+
+    label: str
+    over_baseline: float
+    baseline: float
+    payload: float | None
+    limit: float
+    limit_text: str
+    passed: bool
+    duration_s: float
+    peak_at_s: float | None
+    method: str
+    sites: tuple[str, ...]
+    children_peak: float | None
+
+    def message(self) -> str:
+        what = f"Peak during {self.label!r}" if self.label else "Peak during the block"
+        ratio = (
+            f" ({self.over_baseline / self.payload:.2f}× the {format_size(self.payload)} payload)"
+            if self.payload
+            else ""
+        )
+        lines = [
+            f"{what} was {format_size(self.over_baseline)} above baseline{ratio}; limit {self.limit_text}"
+            + (f" ({format_size(self.limit)})" if "x" in self.limit_text else "")
+            + f". Baseline {format_size(self.baseline)}."
+        ]
+        when = (
+            f"The peak came at about {self.peak_at_s:.1f} s of {self.duration_s:.1f} s"
+            if self.peak_at_s is not None
+            else f"The block ran {self.duration_s:.1f} s"
+        )
+        lines.append(f"{when} (measured by {self.method}).")
+        if self.children_peak:
+            lines.append(
+                f"Child processes peaked at {format_size(self.children_peak)} together (not in the figure above)."
+            )
+        if self.sites:
+            lines.append("Top allocation sites at the peak: " + "; ".join(self.sites) + ".")
+        if not self.passed:
+            lines.append(
+                "Next: write the data in chunks (stream each array to the file) instead of building a full "
+                "serialised copy; measure with where=True to name the lines that held memory at the peak."
+            )
+        return "\n".join(lines)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def peak_verdict(result: Any, limit: object, payload: object = None, source: str = "assert_peak_within") -> PeakVerdict:
+    """Compare a :class:`harness.peak.PeakResult` with a limit ("1.25x" of ``payload`` or "256 MB")."""
+    parsed = parse_limit(limit, f"{source} limit")
+    payload_bytes = parse_size(payload, f"{source} payload=") if payload is not None else None
+    limit_bytes = parsed.resolve(payload_bytes, f"{source} limit {limit!r}")
+    limit_text = f"{parsed.ratio:g}x" if parsed.ratio is not None else format_size(limit_bytes)
+    sites = tuple(
+        f"{s.where} `{s.code}` {format_size(s.size)}" if s.code else f"{s.where} {format_size(s.size)}"
+        for s in result.sites
+    )
+    return PeakVerdict(
+        label=result.label,
+        over_baseline=float(result.over_baseline),
+        baseline=float(result.baseline),
+        payload=payload_bytes,
+        limit=limit_bytes,
+        limit_text=limit_text,
+        passed=result.over_baseline <= limit_bytes,
+        duration_s=result.duration_s,
+        peak_at_s=result.peak_at_s,
+        method=result.method,
+        sites=sites,
+        children_peak=float(result.children_peak) if result.children_peak else None,
+    )

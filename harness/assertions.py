@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from harness.analysis import GrowthVerdict, growth_verdict
-from harness.errors import GrowthError
+from typing import Any
+
+from harness.analysis import GrowthVerdict, PeakVerdict, growth_verdict, peak_verdict
+from harness.errors import GrowthError, PeakError
 from harness.trace import Trace
 
 
@@ -36,4 +38,16 @@ def assert_no_linear_growth(
     )
     if not verdict.passed:
         raise GrowthError(verdict.message())
+    return verdict
+
+
+def assert_peak_within(result: Any, limit: object, *, payload: object = None) -> PeakVerdict:
+    """Fail when a ``harness.peak()`` block rose more than ``limit`` above its baseline.
+
+    ``limit`` is absolute ("256 MB") or a multiple of ``payload`` ("1.25x" with
+    ``payload=buf.nbytes``), the bytes the block was meant to handle.
+    """
+    verdict = peak_verdict(result, limit, payload)
+    if not verdict.passed:
+        raise PeakError(verdict.message())
     return verdict

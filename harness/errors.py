@@ -21,6 +21,10 @@ class GrowthError(LeakError):
     """Memory grows linearly past its limit."""
 
 
+class PeakError(LeakError):
+    """A block's peak memory rose past its budget."""
+
+
 class ReleaseError(LeakError):
     """Objects that had to die are still alive."""
 

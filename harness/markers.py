@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from harness.errors import HarnessUsageError
-from harness.units import parse_rate, parse_settle, parse_size
+from harness.units import parse_limit, parse_rate, parse_settle, parse_size
 
 
 @dataclass(frozen=True)
@@ -31,6 +31,13 @@ class LeakSpec:
     heap: bool = False
     memray: bool = False
     every: int = 1
+    max_peak: float | None = None  # bytes over the test's baseline, resolved against payload
+    max_peak_text: str | None = None
+    payload: float | None = None
+
+    @property
+    def checks_peak(self) -> bool:
+        return self.max_peak is not None
 
     @property
     def checks_growth(self) -> bool:
@@ -48,12 +55,15 @@ ARGUMENTS: Mapping[str, str] = {
     "heap": "trace the Python heap with tracemalloc (slower)",
     "memray": "capture the test with memray and write a flamegraph",
     "every": "sample every N steps (default 1)",
+    "max_peak": "peak of the whole test over its starting RSS: '256 MB', or '1.25x' with payload=",
+    "payload": "bytes the test handles, for a ratio max_peak, e.g. '807 MB'",
 }
 
 MARKERS: Mapping[str, str] = {
     "leak": "leak(max_growth=None, after=None, signal='rss', settle=None, budget=None, heap=False, "
-    "memray=False, every=1): a quick memory-leak test; with max_growth, its memory_trace is checked "
-    "for linear growth after the event `after`",
+    "memray=False, every=1, max_peak=None, payload=None): a quick memory-leak test; with max_growth, its "
+    "memory_trace is checked for linear growth after the event `after`; with max_peak, the test's peak RSS "
+    "over its baseline is checked",
     "soak": "soak(...same arguments as leak...): a long memory test, deselected unless -m selects soak",
 }
 
@@ -102,4 +112,10 @@ def parse_marker(name: str, args: tuple[Any, ...], kwargs: Mapping[str, Any]) ->
         if isinstance(every, bool) or not isinstance(every, int) or every < 1:
             raise HarnessUsageError(f"{where}(every={every!r}) must be a whole number of steps >= 1")
         spec["every"] = every
+    if kwargs.get("payload") is not None:
+        spec["payload"] = parse_size(kwargs["payload"], f"{where}(payload=)")
+    if kwargs.get("max_peak") is not None:
+        limit = parse_limit(kwargs["max_peak"], f"{where}(max_peak=)")
+        spec["max_peak"] = limit.resolve(spec.get("payload"), f"{where}(max_peak=)")
+        spec["max_peak_text"] = str(kwargs["max_peak"])
     return LeakSpec(**spec)

@@ -29,13 +29,14 @@ from harness.markers import MARKERS, LeakSpec, parse_marker
 from harness.settings import OPTIONS, Settings, resolve
 
 if TYPE_CHECKING:
-    from harness.analysis import GrowthVerdict  # noqa: F401 (named in a StashKey string)
+    from harness.analysis import GrowthVerdict, PeakVerdict  # noqa: F401 (named in StashKey strings)
     from harness.recorder import Recorder
 
 SESSION_KEY = pytest.StashKey["LeakSession"]()
 SPEC_KEY = pytest.StashKey["tuple[LeakSpec | None, str | None]"]()
 RECORDER_KEY = pytest.StashKey["Recorder"]()
 VERDICT_KEY = pytest.StashKey["GrowthVerdict"]()
+PEAK_KEY = pytest.StashKey["PeakVerdict"]()
 MARKER_FAILED_KEY = pytest.StashKey[bool]()
 EXTRA_KEY = pytest.StashKey[dict[str, Any]]()
 OUTCOME_KEY = pytest.StashKey[str]()
@@ -138,11 +139,22 @@ class LeakSession:
                 "memory trace, but the test does not use the memory_trace fixture: add it as an argument",
                 pytrace=False,
             )
+        meter = None
+        if spec is not None and spec.checks_peak:
+            from harness.peak import PeakMeter
+
+            meter = PeakMeter(item.name)
+            meter.__enter__()
         try:
             result = yield
         except HarnessUsageError as exc:
             # Bad input (an unknown event, an empty trace, a bad size) is one line, not a traceback.
             pytest.fail(f"{item.nodeid}: {exc}", pytrace=False)
+        finally:
+            if meter is not None:
+                meter.__exit__(None, None, None)
+        if meter is not None and spec is not None and spec.max_peak is not None:
+            self._check_peak(item, spec, meter.result)
         rec = item.stash.get(RECORDER_KEY, None)
         if spec is not None and spec.checks_growth and rec is not None:
             from harness.analysis import growth_verdict
@@ -168,6 +180,16 @@ class LeakSession:
                 raise GrowthError(verdict.message())
         return result
 
+    def _check_peak(self, item: pytest.Item, spec: LeakSpec, result: Any) -> None:
+        from harness.analysis import peak_verdict
+        from harness.errors import PeakError
+
+        verdict = peak_verdict(result, spec.max_peak_text, spec.payload, source=f"@pytest.mark.{spec.marker}")
+        item.stash[PEAK_KEY] = verdict
+        if not verdict.passed:
+            item.stash[MARKER_FAILED_KEY] = True
+            raise PeakError(verdict.message())
+
     @pytest.hookimpl(wrapper=True)
     def pytest_runtest_makereport(
         self, item: pytest.Item, call: pytest.CallInfo[None]
@@ -180,10 +202,21 @@ class LeakSession:
         if failed_here and call.excinfo is not None and call.excinfo.errisinstance(LeakError):
             # The verdict is the whole story; the hook's own traceback is noise.
             report.longrepr = f"{call.excinfo.typename}: {call.excinfo.value}"
+        props: list[tuple[str, object]] = []
+        peak = item.stash.get(PEAK_KEY, None)
+        if peak is not None:
+            from harness.units import format_size
+
+            props += [
+                ("leak_peak_verdict", "pass" if peak.passed else "fail"),
+                ("leak_peak_over_baseline", format_size(peak.over_baseline)),
+                ("leak_peak_limit", format_size(peak.limit)),
+            ]
         rec = item.stash.get(RECORDER_KEY, None)
         if rec is None:
+            report.user_properties.extend(props)
+            item.user_properties.extend(props)
             return report
-        props: list[tuple[str, object]] = []
         directory = self.test_dir(item.nodeid)
         if rec.path is not None:
             props.append(("leak_trace", str(rec.path)))
@@ -219,14 +252,20 @@ class LeakSession:
         if report.when != "call":
             return
         props = {str(k): str(v) for k, v in report.user_properties}
-        if "leak_trace" not in props and "leak_verdict" not in props:
+        if not {"leak_trace", "leak_verdict", "leak_peak_verdict"} & set(props):
             return
-        summary = ""
+        parts = []
         if "leak_verdict" in props:
-            summary = (
+            parts.append(
                 f"{props['leak_verdict'].upper()} {props['leak_signal']} {props['leak_slope']} "
                 f"[{props['leak_interval']}] {props['leak_window']}; limit {props['leak_limit']}"
             )
+        if "leak_peak_verdict" in props:
+            parts.append(
+                f"PEAK {props['leak_peak_verdict'].upper()} {props['leak_peak_over_baseline']} over baseline; "
+                f"limit {props['leak_peak_limit']}"
+            )
+        summary = " | ".join(parts)
         self.rows.append(
             {
                 "test": report.nodeid,
