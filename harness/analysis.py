@@ -397,8 +397,8 @@ class PeakVerdict:
             lines.append("Top allocation sites at the peak: " + "; ".join(self.sites) + ".")
         if not self.passed:
             lines.append(
-                "Next: write the data in chunks (stream each array to the file) instead of building a full "
-                "serialised copy; measure with where=True to name the lines that held memory at the peak."
+                "Next: find what holds a second copy at the peak (harness.peak(where=True) names the lines); "
+                "for a save, stream each array to the file in chunks instead of building a serialised copy."
             )
         return "\n".join(lines)
 

@@ -1,8 +1,9 @@
 """What recording costs on a replay + trainer step (pytest-benchmark; no timing asserts).
 
 Run without xdist for figures (``pytest tests/bench``): under ``-n 2`` pytest-benchmark
-runs each benchmark once, unmeasured. Compare the groups' means: ``none`` is the bare step; ``default`` adds the default probes
-(RSS from /proc/self/statm and one flushed JSONL line per step, plus accounting); then
+runs each benchmark once, unmeasured. Compare the groups' means: ``none`` is the bare
+step; ``default`` adds the default probes (RSS from /proc/self/statm and one flushed JSONL
+line per step, plus accounting); then
 tracemalloc (``heap=True``) and memray tracking. Target: default within 3% of none.
 """
 

@@ -230,3 +230,40 @@ def test_pytest_memray_and_our_capture_load_side_by_side(pytester, run):
     assert not (pytester.path / "reports" / "test_flat.py_test_flat" / "memray.bin").exists()
     verdict = json.loads((pytester.path / "reports" / "test_flat.py_test_flat" / "verdict.json").read_text())
     assert "pytest-memray (--memray) is already tracking" in verdict["leak_memray"]
+
+
+def test_a_max_peak_marker_fails_a_test_that_spikes(pytester, run):
+    pytester.makepyfile(
+        test_peak='''
+import pytest
+
+@pytest.mark.leak(max_peak="1.25x", payload="40 MB")
+def test_spiky():
+    blob = bytearray(b"x") * 100_000_000
+    del blob
+
+@pytest.mark.leak(max_peak="1.25x", payload="40 MB")
+def test_calm():
+    blob = bytearray(b"x") * 10_000_000
+    del blob
+'''
+    )
+    result = run("--junitxml=junit.xml")
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*PeakError: Peak during 'test_spiky' was * MB above baseline (2.* the 40.0 MB payload); "
+            "limit 1.25x (50.0 MB)*",
+            "test_peak.py::test_calm: PEAK PASS * over baseline; limit 50.0 MB",
+            "test_peak.py::test_spiky: PEAK FAIL * over baseline; limit 50.0 MB",
+        ]
+    )
+    props = {p.get("name"): p.get("value") for p in ET.parse(pytester.path / "junit.xml").iter("property")}
+    assert props["leak_peak_limit"] == "50.0 MB"
+
+
+def test_a_relative_max_peak_without_payload_is_one_line(pytester, run):
+    pytester.makepyfile(test_peak="import pytest\n\n@pytest.mark.leak(max_peak='2x')\ndef test_it():\n    pass\n")
+    result = run()
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*test_it: limit 2x (from @pytest.mark.leak(max_peak=)) is relative to a payload*"])
