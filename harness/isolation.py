@@ -1,0 +1,291 @@
+"""Isolated runs: a scenario in a fresh child interpreter under a memory cap.
+
+A leak test that reproduces an OOM must not take the test runner down with it. The target
+(``"pkg.module:function"``) runs in a new interpreter (not a fork of the test process, so
+none of the parent's heap is inherited), under a cap:
+
+1. cgroup v2 ``memory.max``, where a child group can be created (the kernel kills);
+2. cgroup v1 ``memory.limit_in_bytes`` likewise;
+3. ``RLIMIT_DATA`` otherwise (allocations fail: MemoryError).
+
+The result says which applied. The trace streams to disk per sample, so a kill keeps every
+sample before it; the outcome comes from the child's own report, or from its exit signal
+when the kernel killed it. The child leads its own process group and everything in it (and
+in its cgroup) is killed on the way out, so nothing is left behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from harness.errors import HarnessUsageError
+from harness.trace import Trace
+from harness.units import format_rate, format_size, format_step, parse_size
+
+_CGROUP_V2 = Path("/sys/fs/cgroup")
+_CGROUP_V1 = Path("/sys/fs/cgroup/memory")
+
+
+def parse_duration(value: object, source: str) -> float:
+    """Seconds in ``value``: a number, or "120 s", "2 min", "1.5 h"."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0:
+        return float(value)
+    if isinstance(value, str):
+        parts = value.strip().split()
+        text, unit = (parts[0], parts[1] if len(parts) > 1 else "s") if parts else ("", "")
+        if len(parts) == 1:
+            for suffix in ("min", "ms", "s", "m", "h"):
+                if text.endswith(suffix) and text[: -len(suffix)]:
+                    text, unit = text[: -len(suffix)], suffix
+                    break
+        scale = {"ms": 0.001, "s": 1, "sec": 1, "m": 60, "min": 60, "h": 3600}.get(unit)
+        try:
+            seconds = float(text) * scale if scale else -1.0
+        except ValueError:
+            seconds = -1.0
+        if seconds > 0:
+            return seconds
+    raise HarnessUsageError(f"cannot read duration {value!r} (from {source}): use seconds or e.g. '120 s', '2 min'")
+
+
+@dataclass
+class _Cap:
+    kind: str  # "cgroup v2 memory.max", "cgroup v1 memory.limit_in_bytes", "RLIMIT_DATA", "none"
+    cgroup: Path | None = None
+    rlimit: int | None = None
+
+    def oom_killed(self) -> bool:
+        """Whether the kernel's OOM killer acted inside our cgroup."""
+        if self.cgroup is None:
+            return False
+        try:
+            if self.kind.startswith("cgroup v2"):
+                for line in (self.cgroup / "memory.events").read_text().splitlines():
+                    key, _, count = line.partition(" ")
+                    if key in ("oom_kill", "oom") and int(count) > 0:
+                        return True
+                return False
+            return int((self.cgroup / "memory.failcnt").read_text()) > 0
+        except (OSError, ValueError):
+            return False
+
+    def kill_all(self) -> None:
+        if self.cgroup is None:
+            return
+        with contextlib.suppress(OSError):
+            for pid in (self.cgroup / "cgroup.procs").read_text().split():
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.kill(int(pid), signal.SIGKILL)
+
+    def remove(self) -> None:
+        if self.cgroup is None:
+            return
+        for _ in range(50):  # the kernel releases the group once its last task is reaped
+            try:
+                self.cgroup.rmdir()
+                return
+            except OSError:
+                time.sleep(0.02)
+
+
+def _make_cap(limit: int | None, name: str) -> _Cap:
+    if limit is None:
+        return _Cap("none")
+    try:
+        controllers = (_CGROUP_V2 / "cgroup.controllers").read_text().split()
+    except OSError:
+        controllers = []
+    if "memory" in controllers:
+        group = _CGROUP_V2 / name
+        try:
+            group.mkdir()
+            (group / "memory.max").write_text(str(limit))
+            with contextlib.suppress(OSError):
+                (group / "memory.swap.max").write_text("0")
+            return _Cap("cgroup v2 memory.max", cgroup=group)
+        except OSError:
+            with contextlib.suppress(OSError):
+                group.rmdir()
+    if (_CGROUP_V1 / "memory.limit_in_bytes").exists():
+        group = _CGROUP_V1 / name
+        try:
+            group.mkdir()
+            (group / "memory.limit_in_bytes").write_text(str(limit))
+            with contextlib.suppress(OSError):
+                (group / "memory.memsw.limit_in_bytes").write_text(str(limit))
+            return _Cap("cgroup v1 memory.limit_in_bytes", cgroup=group)
+        except OSError:
+            with contextlib.suppress(OSError):
+                group.rmdir()
+    return _Cap("RLIMIT_DATA", rlimit=limit)
+
+
+@dataclass(frozen=True)
+class IsolatedResult:
+    """What happened to an isolated run. ``outcome`` is "ok", "oom", "error" or "timeout"."""
+
+    outcome: str
+    target: str
+    cap: str
+    memory_limit: float | None
+    returncode: int | None
+    signal_name: str | None
+    duration_s: float
+    trace_path: Path
+    trace: Trace | None
+    last_step: int | None
+    error: str | None = None
+    traceback: str | None = None
+    value: Any = None
+
+    @property
+    def peak_rss(self) -> float | None:
+        if self.trace is None or not len(self.trace):
+            return None
+        return max(self.trace.columns["rss"])
+
+    def growth_text(self) -> str:
+        """'growing 4.1 MB/1k steps since step 20,000' from the second half of the trace."""
+        trace = self.trace
+        if trace is None or len(trace) < 20:
+            return ""
+        from harness.stats import robust_growth
+
+        event = trace.events[0] if trace.events else None
+        start = event.step if event else trace.steps[len(trace) // 2]
+        idx = [i for i, s in enumerate(trace.steps) if s >= start]
+        if len(idx) < 10:
+            return ""
+        growth = robust_growth([trace.steps[i] for i in idx], [trace.columns["rss"][i] for i in idx])
+        if growth.slope <= 0:
+            return ""
+        since = f"'{event.name}' (step {format_step(event.step)})" if event else f"step {format_step(start)}"
+        return f"growing {format_rate(growth.slope)} since {since}"
+
+    def message(self) -> str:
+        where = f"at step {format_step(self.last_step)}" if self.last_step is not None else "before the first step"
+        rss = f"RSS {format_size(self.peak_rss)}" if self.peak_rss is not None else "no samples"
+        growth = self.growth_text()
+        detail = f"({rss}{', ' + growth if growth else ''})"
+        limit = format_size(self.memory_limit) if self.memory_limit else "no"
+        if self.outcome == "oom":
+            how = "killed by" if self.signal_name == "SIGKILL" else "ran out of memory under"
+            return f"{self.target} {how} the {limit} memory cap ({self.cap}) {where} {detail}"
+        if self.outcome == "timeout":
+            return f"{self.target} timed out after {self.duration_s:.1f} s {where} {detail}"
+        if self.outcome == "error":
+            cause = self.error or (f"killed by {self.signal_name}" if self.signal_name else f"exit {self.returncode}")
+            return f"{self.target} failed {where}: {cause} {detail}"
+        return f"{self.target} finished {where} {detail}"
+
+
+def run_isolated(
+    target: str,
+    kwargs: dict[str, Any] | None = None,
+    *,
+    memory_limit: object = None,
+    timeout: object = "600 s",
+    trace_path: str | os.PathLike[str] | None = None,
+    env: dict[str, str] | None = None,
+    cwd: str | os.PathLike[str] | None = None,
+) -> IsolatedResult:
+    """Run ``target`` ("pkg.module:function") in a fresh interpreter under a memory cap.
+
+    A ``rec`` parameter of the function receives a Recorder streaming to ``trace_path``.
+    ``kwargs`` must be JSON-serialisable. Never raises for what the target does: the
+    outcome says it.
+    """
+    if not isinstance(target, str) or ":" not in target:
+        raise HarnessUsageError(f"run_isolated target {target!r} must be 'package.module:function'")
+    limit = int(parse_size(memory_limit, "run_isolated memory_limit=")) if memory_limit is not None else None
+    seconds = parse_duration(timeout, "run_isolated timeout=")
+    try:
+        json.dumps(kwargs or {})
+    except TypeError as exc:
+        raise HarnessUsageError(f"run_isolated kwargs must be JSON-serialisable: {exc}") from None
+    work = Path(tempfile.mkdtemp(prefix="harness-isolated-"))
+    trace_file = Path(trace_path) if trace_path is not None else work / "trace.jsonl"
+    trace_file.parent.mkdir(parents=True, exist_ok=True)
+    name = f"harness-{os.getpid()}-{time.monotonic_ns()}"
+    cap = _make_cap(limit, name)
+    spec = {
+        "target": target,
+        "kwargs": kwargs or {},
+        "name": target,
+        "trace_path": str(trace_file),
+        "result_path": str(work / "result.json"),
+        "cgroup": str(cap.cgroup) if cap.cgroup else None,
+        "rlimit": cap.rlimit,
+    }
+    (work / "spec.json").write_text(json.dumps(spec))
+    child_env = dict(os.environ if env is None else env)
+    # The child imports the target the way this process would.
+    child_env["PYTHONPATH"] = os.pathsep.join(p for p in [os.getcwd(), *sys.path] if p)
+    start = time.perf_counter()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "harness._child", str(work / "spec.json")],
+        cwd=cwd,
+        env=child_env,
+        start_new_session=True,
+    )
+    timed_out = False
+    try:
+        proc.wait(timeout=seconds)
+    except subprocess.TimeoutExpired:
+        timed_out = True
+    finally:
+        _kill_group(proc.pid)
+        cap.kill_all()
+        proc.wait()
+    duration = time.perf_counter() - start
+    oom_by_kernel = cap.oom_killed()
+    cap.remove()
+    result: dict[str, Any] = {}
+    with contextlib.suppress(OSError, ValueError):
+        result = json.loads((work / "result.json").read_text())
+    trace = None
+    with contextlib.suppress(HarnessUsageError):
+        trace = Trace.load(trace_file)
+    rc = proc.returncode
+    sig = signal.Signals(-rc).name if rc is not None and rc < 0 else None
+    if timed_out:
+        outcome = "timeout"
+    elif result:
+        outcome = str(result.get("outcome", "error"))
+    elif sig == "SIGKILL" and (oom_by_kernel or cap.kind.startswith("cgroup")):
+        outcome = "oom"
+    else:
+        outcome = "error"
+    last_step = result.get("last_step")
+    if last_step is None and trace is not None and len(trace):
+        last_step = int(trace.steps[-1])
+    return IsolatedResult(
+        outcome=outcome,
+        target=target,
+        cap=cap.kind,
+        memory_limit=limit,
+        returncode=rc,
+        signal_name=sig,
+        duration_s=duration,
+        trace_path=trace_file,
+        trace=trace,
+        last_step=int(last_step) if last_step is not None and last_step >= 0 else None,
+        error=result.get("error"),
+        traceback=result.get("traceback"),
+        value=result.get("value"),
+    )
+
+
+def _kill_group(pgid: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, signal.SIGKILL)
