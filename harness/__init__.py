@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from harness.analysis import Diagnosis, GrowthVerdict, PeakVerdict, diagnose, growth_verdict, peak_verdict
 from harness.assertions import assert_no_linear_growth, assert_peak_within
+from harness.budget import WorkerPlan, plan_workers
 from harness.errors import (
     GrowthError,
     HarnessError,
@@ -18,6 +19,8 @@ from harness.errors import (
     ReleaseError,
     TraceError,
 )
+from harness.guard import GuardEvent, MemoryGuard
+from harness.isolation import IsolatedResult, run_isolated
 from harness.liveness import ReleaseTracker, Survivor, find_chains, track_release
 from harness.peak import PeakMeter, PeakResult, peak
 from harness.recorder import Recorder, record
@@ -33,9 +36,12 @@ __all__ = [
     "Growth",
     "GrowthError",
     "GrowthVerdict",
+    "GuardEvent",
     "HarnessError",
     "HarnessUsageError",
+    "IsolatedResult",
     "LeakError",
+    "MemoryGuard",
     "PeakError",
     "PeakMeter",
     "PeakResult",
@@ -46,6 +52,7 @@ __all__ = [
     "Survivor",
     "Trace",
     "TraceError",
+    "WorkerPlan",
     "assert_no_linear_growth",
     "assert_peak_within",
     "diagnose",
@@ -57,7 +64,9 @@ __all__ = [
     "parse_size",
     "peak",
     "peak_verdict",
+    "plan_workers",
     "record",
     "robust_growth",
+    "run_isolated",
     "track_release",
 ]

@@ -103,8 +103,10 @@ def plan_workers(
         verdict = "fits" if high <= avail else "fits only in the typical case" if low <= avail else "does not fit"
         lines.append(f"{_n(workers)} need {fs(low)}–{fs(high)} against {fs(avail)}: {verdict}.")
     if max_workers == 0:
-        lines.append("Recommendation: no worker fits in the worst case; shrink a sidecar (quantise the model), cap "
-                     "each worker lower, or use a bigger machine.")
+        lines.append(
+            "Recommendation: no worker fits in the worst case; shrink a sidecar (quantise the model), cap "
+            "each worker lower, or use a bigger machine."
+        )
     else:
         lines.append(f"Recommendation: launch at most {_n(max_workers)}, each capped at {fs(worker[1])}.")
     return plan

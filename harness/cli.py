@@ -4,6 +4,8 @@
     harness diagnose reports/<test>/trace.jsonl --after eviction
     harness report reports/<test>/trace.jsonl -o report.html
     harness run replay --variant view_leak --steps 4500
+    harness plan --available "6.5 GB" --per-worker "800 MB" "1.2 GB" --sidecar vlm=4GB..6GB \
+        --system "1 GB" "2 GB" --workers 5
 
 Exit status: 0 pass, 1 a verdict failed, 2 bad input (one line on stderr).
 """
@@ -39,6 +41,14 @@ def _parser() -> argparse.ArgumentParser:
     report.add_argument("trace", type=Path)
     report.add_argument("-o", "--output", type=Path)
     report.add_argument("--after")
+    plan = sub.add_parser("plan", help="how many workers fit in a memory budget (worst and typical case)")
+    plan.add_argument("--available", required=True, help="memory available, e.g. '6.5 GB'")
+    plan.add_argument("--per-worker", required=True, nargs="+", metavar="SIZE", help="one size, or MIN MAX")
+    plan.add_argument("--sidecar", action="append", default=[], metavar="NAME=MIN[..MAX]",
+                      help="an extra process, e.g. vlm=4GB..6GB (repeatable)")
+    plan.add_argument("--system", nargs="+", default=["0"], metavar="SIZE", help="system overhead: SIZE or MIN MAX")
+    plan.add_argument("--headroom", default="0", help="memory to keep free")
+    plan.add_argument("--workers", type=int, help="the worker count you intend to launch")
     run = sub.add_parser("run", help="run a built-in scenario and check it (needs torch)")
     run.add_argument("scenario", choices=["replay"])
     run.add_argument("--variant", default="fixed", choices=["fixed", "view_leak", "loss_leak"])
@@ -65,6 +75,8 @@ def _dispatch(args: argparse.Namespace) -> int:
 
     if args.command == "run":
         return _run(args)
+    if args.command == "plan":
+        return _plan(args)
     trace = harness.Trace.load(args.trace)
     if args.command == "check":
         checked = harness.assert_no_linear_growth(
@@ -90,6 +102,33 @@ def _dispatch(args: argparse.Namespace) -> int:
         html_path = args.output
     print(html_path)
     return 0
+
+
+def _plan(args: argparse.Namespace) -> int:
+    import harness
+
+    def pair(values: list[str], source: str) -> object:
+        if len(values) > 2:
+            raise HarnessUsageError(f"{source} takes one size or MIN MAX, got {' '.join(values)!r}")
+        return values[0] if len(values) == 1 else (values[0], values[1])
+
+    sidecars: dict[str, object] = {}
+    for item in args.sidecar:
+        name, sep, sizes = item.partition("=")
+        if not sep or not name:
+            raise HarnessUsageError(f"--sidecar {item!r} must read NAME=SIZE or NAME=MIN..MAX")
+        low, _, high = sizes.partition("..")
+        sidecars[name] = (low, high) if high else low
+    plan = harness.plan_workers(
+        args.available,
+        pair(args.per_worker, "--per-worker"),
+        sidecars=sidecars,
+        system=pair(args.system, "--system"),
+        headroom=args.headroom,
+        workers=args.workers,
+    )
+    print(plan.explain())
+    return 0 if plan.fits and plan.max_workers > 0 else 1
 
 
 def _run(args: argparse.Namespace) -> int:

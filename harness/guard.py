@@ -95,7 +95,7 @@ class MemoryGuard:
             available, used, procs = self.read()
             self.min_available = available if self.min_available is None else min(self.min_available, available)
             level = "critical" if available < self._critical else "warning" if available < self._warn else None
-            if level == "warning" and not warned or level == "critical":
+            if (level == "warning" and not warned) or level == "critical":
                 warned = True
                 event = GuardEvent(level, time.perf_counter() - self._t0, available, used, tuple(procs))
                 self.events.append(event)

@@ -34,6 +34,9 @@ class LeakSpec:
     max_peak: float | None = None  # bytes over the test's baseline, resolved against payload
     max_peak_text: str | None = None
     payload: float | None = None
+    isolate: bool = False
+    memory_limit: float | None = None
+    timeout: float | None = None
 
     @property
     def checks_peak(self) -> bool:
@@ -57,13 +60,17 @@ ARGUMENTS: Mapping[str, str] = {
     "every": "sample every N steps (default 1)",
     "max_peak": "peak of the whole test over its starting RSS: '256 MB', or '1.25x' with payload=",
     "payload": "bytes the test handles, for a ratio max_peak, e.g. '807 MB'",
+    "isolate": "run the test in a fresh child process (pytest) so an OOM there cannot take this run down",
+    "memory_limit": "memory cap of the isolated child, e.g. '1 GB'",
+    "timeout": "time limit of the isolated child, e.g. '120 s'",
 }
 
 MARKERS: Mapping[str, str] = {
     "leak": "leak(max_growth=None, after=None, signal='rss', settle=None, budget=None, heap=False, "
-    "memray=False, every=1, max_peak=None, payload=None): a quick memory-leak test; with max_growth, its "
-    "memory_trace is checked for linear growth after the event `after`; with max_peak, the test's peak RSS "
-    "over its baseline is checked",
+    "memray=False, every=1, max_peak=None, payload=None, isolate=False, memory_limit=None, timeout=None): "
+    "a quick memory-leak test; with max_growth, its memory_trace is checked for linear growth after the event "
+    "`after`; with max_peak, the test's peak RSS over its baseline; with isolate, it runs in a child process "
+    "under memory_limit",
     "soak": "soak(...same arguments as leak...): a long memory test, deselected unless -m selects soak",
 }
 
@@ -102,7 +109,7 @@ def parse_marker(name: str, args: tuple[Any, ...], kwargs: Mapping[str, Any]) ->
         if isinstance(conf, bool) or not isinstance(conf, (int, float)) or not 0 < conf < 1:
             raise HarnessUsageError(f"{where}(confidence={conf!r}) must be between 0 and 1, e.g. 0.95")
         spec["confidence"] = float(conf)
-    for flag in ("heap", "memray"):
+    for flag in ("heap", "memray", "isolate"):
         if flag in kwargs:
             if not isinstance(kwargs[flag], bool):
                 raise HarnessUsageError(f"{where}({flag}={kwargs[flag]!r}) must be True or False")
@@ -118,4 +125,12 @@ def parse_marker(name: str, args: tuple[Any, ...], kwargs: Mapping[str, Any]) ->
         limit = parse_limit(kwargs["max_peak"], f"{where}(max_peak=)")
         spec["max_peak"] = limit.resolve(spec.get("payload"), f"{where}(max_peak=)")
         spec["max_peak_text"] = str(kwargs["max_peak"])
+    if kwargs.get("memory_limit") is not None:
+        spec["memory_limit"] = parse_size(kwargs["memory_limit"], f"{where}(memory_limit=)")
+    if kwargs.get("timeout") is not None:
+        from harness.isolation import parse_duration
+
+        spec["timeout"] = parse_duration(kwargs["timeout"], f"{where}(timeout=)")
+    if (spec.get("memory_limit") or spec.get("timeout")) and not spec.get("isolate"):
+        raise HarnessUsageError(f"{where}: memory_limit= and timeout= apply to isolated tests; add isolate=True")
     return LeakSpec(**spec)

@@ -44,6 +44,13 @@ OUTCOME_KEY = pytest.StashKey[str]()
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("leak-harness", "memory-leak regression harness")
+    group.addoption(
+        "--leak-isolated-child",
+        action="store_true",
+        default=False,
+        dest="leak_isolated_child",
+        help=argparse_suppress(),
+    )
     for option in OPTIONS:
         if option.kind == "bool":
             group.addoption(
@@ -59,6 +66,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         else:
             group.addoption(option.flag, action="store", default=None, dest=option.dest, help=option.help)
         parser.addini(option.ini, option.help, type="string", default="")
+
+
+def argparse_suppress() -> str:
+    import argparse
+
+    return argparse.SUPPRESS  # internal: marks the child pytest of an isolate=True test
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -126,6 +139,57 @@ class LeakSession:
         if deselected:
             items[:] = [item for item in items if item.get_closest_marker("soak") is None]
             config.hook.pytest_deselected(items=deselected)
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_pyfunc_call(self, pyfuncitem: pytest.Function) -> object:
+        """Run an ``isolate=True`` test in a fresh child pytest under its memory cap."""
+        spec, error = self.spec_for(pyfuncitem)
+        if error is not None or spec is None or not spec.isolate or self.config.getoption("leak_isolated_child"):
+            return None
+        import dataclasses
+        import tempfile
+
+        from harness.isolation import run_isolated
+        from harness.trace import Trace
+
+        work = Path(tempfile.mkdtemp(prefix="harness-isolated-test-"))
+        args = [
+            pyfuncitem.nodeid,
+            "--leak-isolated-child",
+            "-p",
+            "no:cacheprovider",
+            "-q",
+            f"--leak-report-dir={self.settings.report_dir}",
+            "--rootdir",
+            str(self.config.rootpath),
+        ]
+        result = run_isolated(
+            "harness._pytest_child:run",
+            {"args": args, "junit": str(work / "junit.xml")},
+            memory_limit=spec.memory_limit,
+            timeout=spec.timeout if spec.timeout is not None else "600 s",
+            trace_path=work / "wrapper.jsonl",
+            cwd=self.config.rootpath,
+        )
+        # The test's own trace (its memory_trace, streamed by the child) tells where it died.
+        test_trace = self.test_dir(pyfuncitem.nodeid) / "trace.jsonl"
+        trace = Trace.load(test_trace) if test_trace.exists() else None
+        result = dataclasses.replace(
+            result,
+            target=pyfuncitem.name,
+            trace=trace,
+            last_step=int(trace.steps[-1]) if trace is not None and len(trace) else None,
+        )
+        pyfuncitem.user_properties.append(("leak_isolated_outcome", result.outcome))
+        pyfuncitem.user_properties.append(("leak_isolated_cap", result.cap))
+        if result.outcome == "ok":
+            value = result.value if isinstance(result.value, dict) else {}
+            if value.get("exitcode") == 0:
+                return True
+            pytest.fail(
+                f"{pyfuncitem.nodeid} (isolated): {value.get('failure') or 'failed in the child'}", pytrace=False
+            )
+        pytest.fail(f"{pyfuncitem.nodeid} (isolated): {result.message()}", pytrace=False)
 
     @pytest.hookimpl(wrapper=True)
     def pytest_runtest_call(self, item: pytest.Item) -> Generator[None, object, object]:

@@ -234,7 +234,7 @@ def test_pytest_memray_and_our_capture_load_side_by_side(pytester, run):
 
 def test_a_max_peak_marker_fails_a_test_that_spikes(pytester, run):
     pytester.makepyfile(
-        test_peak='''
+        test_peak="""
 import pytest
 
 @pytest.mark.leak(max_peak="1.25x", payload="40 MB")
@@ -246,7 +246,7 @@ def test_spiky():
 def test_calm():
     blob = bytearray(b"x") * 10_000_000
     del blob
-'''
+"""
     )
     result = run("--junitxml=junit.xml")
     result.assert_outcomes(passed=1, failed=1)
@@ -267,3 +267,45 @@ def test_a_relative_max_peak_without_payload_is_one_line(pytester, run):
     result = run()
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(["*test_it: limit 2x (from @pytest.mark.leak(max_peak=)) is relative to a payload*"])
+
+
+ISOLATED = """
+import pytest
+HELD = []
+
+@pytest.mark.leak(isolate=True, memory_limit="250 MB", timeout="60 s")
+def test_runs_out(memory_trace):
+    for step in memory_trace.steps(1_000_000):
+        if step == 40:
+            memory_trace.mark("eviction")
+        if step >= 40:
+            HELD.append(bytearray(b"x") * 2_000_000)
+
+@pytest.mark.leak(isolate=True, memory_limit="250 MB")
+def test_fine_in_isolation(memory_trace):
+    for _ in memory_trace.steps(50):
+        pass
+
+@pytest.mark.leak(isolate=True, memory_limit="250 MB")
+def test_fails_in_isolation():
+    assert 1 + 1 == 3, "arithmetic is off"
+
+def test_after_them():
+    pass
+"""
+
+
+def test_an_isolated_test_that_runs_out_of_memory_fails_and_pytest_goes_on(pytester, run):
+    pytester.makepyfile(test_iso=ISOLATED)
+    result = run("-v")
+    result.assert_outcomes(passed=2, failed=2)
+    result.stdout.fnmatch_lines_random(
+        [
+            "*test_iso.py::test_runs_out (isolated): test_runs_out killed by the 250 MB memory cap (*) at step *"
+            "(RSS *, growing */1k steps since 'eviction' (step 40))*",
+            "*test_iso.py::test_fails_in_isolation (isolated): *arithmetic is off*",
+            "*test_iso.py::test_fine_in_isolation PASSED*",
+            "*test_iso.py::test_after_them PASSED*",
+        ]
+    )
+    assert "INTERNALERROR" not in result.stdout.str()

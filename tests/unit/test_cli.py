@@ -1,0 +1,64 @@
+"""The `harness` command as a user runs it: exit codes and output."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import harness
+
+
+def cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "harness.cli", *args], capture_output=True, text=True, check=False)
+
+
+def _trace(tmp_path, per_step: int):
+    held = []
+    with harness.record("cli", tmp_path / "t.jsonl") as rec:
+        for step in rec.steps(400):
+            if step == 100:
+                rec.mark("eviction")
+            if per_step:
+                held.append(bytearray(b"x") * per_step)
+    return tmp_path / "t.jsonl"
+
+
+def test_check_fails_on_growth_and_passes_when_flat(tmp_path):
+    grown = cli("check", str(_trace(tmp_path, 50_000)), "--after", "eviction")
+    assert grown.returncode == 1 and grown.stdout.startswith("RSS grows ")
+    flat = cli("check", str(_trace(tmp_path, 0)), "--after", "eviction")
+    assert flat.returncode == 0 and "Passed" in flat.stdout
+
+
+def test_bad_input_is_exit_2_with_one_line(tmp_path):
+    out = cli("check", str(tmp_path / "missing.jsonl"))
+    assert out.returncode == 2
+    assert out.stderr.strip().splitlines() == [
+        f"harness check: cannot read trace file '{tmp_path}/missing.jsonl': No such file or directory"
+    ]
+
+
+def test_report_writes_html(tmp_path):
+    out = cli("report", str(_trace(tmp_path, 0)), "-o", str(tmp_path / "r.html"), "--after", "eviction")
+    assert out.returncode == 0
+    assert "<svg" in (tmp_path / "r.html").read_text()
+
+
+def test_plan_reproduces_the_incident_arithmetic():
+    out = cli(
+        "plan",
+        "--available",
+        "6.5 GB",
+        "--per-worker",
+        "800 MB",
+        "1.2 GB",
+        "--sidecar",
+        "vlm=4GB..6GB",
+        "--system",
+        "1 GB",
+        "2 GB",
+        "--workers",
+        "5",
+    )
+    assert out.returncode == 1
+    assert "5 workers need 9.0 GB–14.0 GB against 6.5 GB: does not fit." in out.stdout
