@@ -44,8 +44,13 @@ def _parser() -> argparse.ArgumentParser:
     plan = sub.add_parser("plan", help="how many workers fit in a memory budget (worst and typical case)")
     plan.add_argument("--available", required=True, help="memory available, e.g. '6.5 GB'")
     plan.add_argument("--per-worker", required=True, nargs="+", metavar="SIZE", help="one size, or MIN MAX")
-    plan.add_argument("--sidecar", action="append", default=[], metavar="NAME=MIN[..MAX]",
-                      help="an extra process, e.g. vlm=4GB..6GB (repeatable)")
+    plan.add_argument(
+        "--sidecar",
+        action="append",
+        default=[],
+        metavar="NAME=MIN[..MAX]",
+        help="an extra process, e.g. vlm=4GB..6GB (repeatable)",
+    )
     plan.add_argument("--system", nargs="+", default=["0"], metavar="SIZE", help="system overhead: SIZE or MIN MAX")
     plan.add_argument("--headroom", default="0", help="memory to keep free")
     plan.add_argument("--workers", type=int, help="the worker count you intend to launch")
