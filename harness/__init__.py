@@ -10,7 +10,9 @@ from __future__ import annotations
 from harness.analysis import Diagnosis, GrowthVerdict, PeakVerdict, diagnose, growth_verdict, peak_verdict
 from harness.assertions import assert_no_linear_growth, assert_peak_within
 from harness.budget import WorkerPlan, plan_workers
+from harness.components import StatusLog, assert_components_active, poll_status
 from harness.errors import (
+    ComponentsError,
     GrowthError,
     HarnessError,
     HarnessUsageError,
@@ -24,6 +26,7 @@ from harness.isolation import IsolatedResult, run_isolated
 from harness.liveness import ReleaseTracker, Survivor, find_chains, track_release
 from harness.peak import PeakMeter, PeakResult, peak
 from harness.recorder import Recorder, record
+from harness.soak import SoakBudget, soak_gate
 from harness.stats import Growth, robust_growth
 from harness.trace import Event, Trace
 from harness.units import format_rate, format_size, parse_rate, parse_size
@@ -31,6 +34,7 @@ from harness.units import format_rate, format_size, parse_rate, parse_size
 __version__ = "0.1.0"
 
 __all__ = [
+    "ComponentsError",
     "Diagnosis",
     "Event",
     "Growth",
@@ -49,10 +53,13 @@ __all__ = [
     "Recorder",
     "ReleaseError",
     "ReleaseTracker",
+    "SoakBudget",
+    "StatusLog",
     "Survivor",
     "Trace",
     "TraceError",
     "WorkerPlan",
+    "assert_components_active",
     "assert_no_linear_growth",
     "assert_peak_within",
     "diagnose",
@@ -65,8 +72,10 @@ __all__ = [
     "peak",
     "peak_verdict",
     "plan_workers",
+    "poll_status",
     "record",
     "robust_growth",
     "run_isolated",
+    "soak_gate",
     "track_release",
 ]

@@ -25,6 +25,10 @@ class PeakError(LeakError):
     """A block's peak memory rose past its budget."""
 
 
+class ComponentsError(LeakError):
+    """Components that should be active report zero (or cannot be read)."""
+
+
 class ReleaseError(LeakError):
     """Objects that had to die are still alive."""
 

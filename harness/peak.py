@@ -23,7 +23,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from harness.probes import RssProbe, _short_path
+from harness.probes import RssProbe, _short_path, trim_heap
 
 _STATUS = "/proc/self/status"
 _CLEAR_REFS = "/proc/self/clear_refs"
@@ -120,9 +120,9 @@ class PeakMeter:
         self._started_tracemalloc = False
 
     def __enter__(self) -> PeakResult:
-        import gc
-
-        gc.collect()  # the baseline should not include garbage the block would free anyway
+        # The baseline is live memory only: garbage collected, free heap returned to the OS,
+        # so the block's allocations cannot hide in memory an earlier test freed.
+        trim_heap()
         if self._where:
             self._start_memray()
         if self._heap:

@@ -364,6 +364,36 @@ def _memray_blocked(config: pytest.Config) -> str | None:
 
 
 @pytest.fixture
+def soak(request: pytest.FixtureRequest) -> Any:
+    """The soak budget from --soak-minutes / --soak-steps (ini soak_minutes, soak_steps).
+
+    ``for step in soak.steps(memory_trace, after="eviction"):`` runs until the budget is
+    spent and writes progress lines (step, RSS, current slope) to the terminal.
+    """
+    from harness.soak import SoakBudget
+
+    settings = request.config.stash[SESSION_KEY].settings
+    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
+    capture = request.config.pluginmanager.get_plugin("capturemanager")
+
+    def write(line: str) -> None:
+        # Progress must reach the CI log while the test runs, past output capture.
+        if reporter is None:
+            print(line)
+        elif capture is not None:
+            with capture.global_and_fixture_disabled():
+                reporter.write_line(line)
+        else:
+            reporter.write_line(line)
+
+    return SoakBudget(
+        minutes=settings.soak_minutes,
+        max_steps=int(settings.soak_steps) if settings.soak_steps else None,
+        write=write,
+    )
+
+
+@pytest.fixture
 def memory_trace(request: pytest.FixtureRequest) -> Iterator[Recorder]:
     """A Recorder bound to this test; its trace and report land in the report directory.
 

@@ -68,6 +68,32 @@ def read_rss() -> int:
     return _RSS.read()
 
 
+_LIBC: Any = None
+
+
+def trim_heap() -> bool:
+    """Collect garbage and hand free heap pages back to the OS (glibc ``malloc_trim``).
+
+    A warm process keeps freed memory resident; new allocations reuse it and RSS does not
+    move. Trimming before a baseline makes "over baseline" and "growth" mean new memory,
+    whatever ran in the process before. Returns False where there is no glibc.
+    """
+    global _LIBC
+    gc.collect()
+    if _LIBC is None:
+        try:
+            import ctypes
+
+            _LIBC = ctypes.CDLL("libc.so.6")
+            _LIBC.malloc_trim.argtypes = [ctypes.c_size_t]
+        except (OSError, AttributeError):
+            _LIBC = False
+    if not _LIBC:
+        return False
+    _LIBC.malloc_trim(0)
+    return True
+
+
 def system_memory() -> tuple[int, int]:
     """(total, available) system memory in bytes."""
     import psutil

@@ -21,7 +21,15 @@ from types import TracebackType
 from typing import Any
 
 from harness.errors import HarnessUsageError
-from harness.probes import CudaProbe, RssProbe, TracemallocProbe, gc_counts, gc_growth, system_memory
+from harness.probes import (
+    CudaProbe,
+    RssProbe,
+    TracemallocProbe,
+    gc_counts,
+    gc_growth,
+    system_memory,
+    trim_heap,
+)
 from harness.trace import Event, Trace, TraceWriter
 from harness.units import format_size, format_step
 
@@ -102,6 +110,7 @@ class Recorder:
             self._heap.snapshot("start")
         if self._gc_types:
             self._gc_at["start"] = gc_counts()
+        trim_heap()  # new memory shows as RSS growth, not as reuse of what earlier code freed
         self._t0 = time.perf_counter()
 
     def stop(self, error: str | None = None) -> None:

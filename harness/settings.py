@@ -32,7 +32,7 @@ class Option:
     def dest(self) -> str:
         # Prefixed: pytest-memray's own option is stored as "memray", and two plugins
         # sharing a dest silently switch each other on.
-        return f"leak_{self.name}"
+        return self.name if self.name.startswith("soak") else f"leak_{self.name}"
 
 
 OPTIONS: tuple[Option, ...] = (
@@ -64,6 +64,24 @@ OPTIONS: tuple[Option, ...] = (
         None,
     ),
     Option(
+        "soak_minutes",
+        "--soak-minutes",
+        "soak_minutes",
+        "HARNESS_SOAK_MINUTES",
+        "time budget of each soak test in minutes (default 10)",
+        "number",
+        10.0,
+    ),
+    Option(
+        "soak_steps",
+        "--soak-steps",
+        "soak_steps",
+        "HARNESS_SOAK_STEPS",
+        "step budget of each soak test (default: none; the time budget ends it)",
+        "number",
+        None,
+    ),
+    Option(
         "reports",
         "--leak-reports",
         "leak_reports",
@@ -80,6 +98,8 @@ class Settings:
     report_dir: Path
     memray: bool
     budget: float | None
+    soak_minutes: float
+    soak_steps: float | None
     reports: bool
     sources: dict[str, str]  # where each value came from, for messages
 
@@ -100,6 +120,14 @@ def _convert(option: Option, value: object, source: str, rootdir: Path) -> Any:
         return _parse_bool(value, source)
     if option.kind == "size":
         return None if value in (None, "") else parse_size(value, source)
+    if option.kind == "number":
+        try:
+            number = float(str(value))
+        except ValueError:
+            number = -1.0
+        if not number > 0:
+            raise HarnessUsageError(f"cannot read {value!r} from {source} as a positive number")
+        return number
     path = Path(str(value)).expanduser()
     return path if path.is_absolute() else rootdir / path
 

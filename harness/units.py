@@ -193,3 +193,55 @@ def _three(x: float) -> str:
     if x >= 100:
         return f"{x:.0f}"
     return f"{x:.1f}"
+
+
+_THRESHOLD_RE = re.compile(
+    rf"^\s*(?P<scope>sum\s+|each\s+)?(?:(?P<op>>=|<=|==|>|<)\s*(?P<num>{_NUMBER})|(?P<lo>{_NUMBER})\s*\.\.\s*(?P<hi>{_NUMBER}))\s*$"
+)
+
+
+@dataclass(frozen=True)
+class Threshold:
+    """A condition on a metric: "> 0", ">= 50", "1..10" (inclusive), optionally "sum > 10".
+
+    ``scope`` is "each" (every worker must meet it, the default) or "sum" (the total over
+    workers must).
+    """
+
+    op: str  # ">", ">=", "<", "<=", "==", "range"
+    value: float
+    high: float | None = None
+    scope: str = "each"
+    text: str = ""
+
+    def holds(self, x: float) -> bool:
+        if x != x:  # NaN meets nothing
+            return False
+        if self.op == "range":
+            assert self.high is not None
+            return self.value <= x <= self.high
+        return {
+            ">": x > self.value,
+            ">=": x >= self.value,
+            "<": x < self.value,
+            "<=": x <= self.value,
+            "==": x == self.value,
+        }[self.op]
+
+
+def parse_threshold(value: object, source: str | None = None) -> Threshold:
+    """One parser for component thresholds: "> 0", ">= 50", "1..10", "sum > 10", or a number (">= n")."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return Threshold(">=", float(value), text=f">= {value:g}")
+    if isinstance(value, str):
+        match = _THRESHOLD_RE.match(value)
+        if match is not None:
+            scope = (match.group("scope") or "each").strip()
+            if match.group("op"):
+                return Threshold(match.group("op"), _number(match.group("num")), scope=scope, text=value.strip())
+            lo, hi = _number(match.group("lo")), _number(match.group("hi"))
+            if lo <= hi:
+                return Threshold("range", lo, hi, scope=scope, text=value.strip())
+    raise HarnessUsageError(
+        f"cannot read threshold {value!r}{_where(source)}: use '> 0', '>= 50', '1..10' or 'sum > 10'"
+    )

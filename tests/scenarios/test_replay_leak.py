@@ -11,8 +11,11 @@ pytest.importorskip("torch")
 from fixtures.scenarios import BAD_STEPS, FIXED, LIMIT, ReplayConfig, drive_replay
 
 
-@pytest.mark.leak(max_growth="1 MB/1k steps", after="eviction")
-def test_fixed_replay_stays_flat_after_eviction(memory_trace):
+# Judged after the first full turnover of the buffer: in a cold process the allocator
+# creeps up to ~1 MB/1k steps until about then (1 of 50 clean seeds failed when judged
+# right after the first eviction; see reports/studies/false_positives.json).
+@pytest.mark.leak(max_growth="1 MB/1k steps", after="turnover")
+def test_fixed_replay_stays_flat_after_turnover(memory_trace):
     run = drive_replay(memory_trace, FIXED, watch_evicted=True)
     assert run.buffer.evictions > 10
     run.tracker.assert_released()

@@ -35,7 +35,7 @@ def test_fixed_replay_is_never_flagged_over_50_seeds():
 @pytest.mark.slow
 @pytest.mark.parametrize("variant", ["view_leak", "loss_leak"])
 def test_bad_variants_are_caught_soon_after_eviction_on_every_seed(variant):
-    summary = summarize(study(ReplayConfig(variant=variant, steps=BAD_STEPS), range(5), delays=True))
+    summary = summarize(study(ReplayConfig(variant=variant, steps=BAD_STEPS), range(5), delays=True, after="eviction"))
     _write(f"detection_delay_{variant}", summary)
     assert summary["flagged"] == 5
     assert summary["growth_delay_steps"]["max"] <= 1_000

@@ -5,22 +5,27 @@ from __future__ import annotations
 import subprocess
 import sys
 
-import harness
-
 
 def cli(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "harness.cli", *args], capture_output=True, text=True, check=False)
 
 
 def _trace(tmp_path, per_step: int):
-    held = []
-    with harness.record("cli", tmp_path / "t.jsonl") as rec:
-        for step in rec.steps(400):
-            if step == 100:
-                rec.mark("eviction")
-            if per_step:
-                held.append(bytearray(b"x") * per_step)
-    return tmp_path / "t.jsonl"
+    # Recorded in a fresh interpreter, as a user's run would be: in this (warm) test
+    # process new allocations can reuse freed memory and RSS need not move.
+    path = tmp_path / f"t{per_step}.jsonl"
+    code = (
+        "import harness\n"
+        "held = []\n"
+        f"with harness.record('cli', {str(path)!r}) as rec:\n"
+        "    for step in rec.steps(400):\n"
+        "        if step == 100:\n"
+        "            rec.mark('eviction')\n"
+        f"        if {per_step}:\n"
+        f"            held.append(bytearray(b'x') * {per_step})\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+    return path
 
 
 def test_check_fails_on_growth_and_passes_when_flat(tmp_path):

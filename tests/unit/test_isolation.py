@@ -9,9 +9,18 @@ from harness.errors import HarnessUsageError
 from harness.isolation import parse_duration, run_isolated
 
 
-def _no_children_left() -> None:
-    alive = [p for p in psutil.Process().children(recursive=True) if p.status() != psutil.STATUS_ZOMBIE]
-    assert alive == [], f"left behind: {alive}"
+@pytest.fixture(autouse=True)
+def _no_children_left():
+    """Every child this test started is gone when it ends (earlier ones, such as
+    multiprocessing's resource tracker from another test, are not this test's)."""
+
+    def live():
+        return {p.pid for p in psutil.Process().children(recursive=True) if p.status() != psutil.STATUS_ZOMBIE}
+
+    before = live()
+    yield
+    left = live() - before
+    assert left == set(), f"left behind: {left}"
 
 
 def test_a_scenario_over_its_cap_is_oom_ten_times_out_of_ten(tmp_path):
@@ -31,7 +40,6 @@ def test_a_scenario_over_its_cap_is_oom_ten_times_out_of_ten(tmp_path):
         assert text.startswith("fixtures.targets:grow ")
         assert f"the 250 MB memory cap ({result.cap}) at step {result.last_step:,}" in text
         assert "growing " in text and "since 'leak starts' (step 50)" in text
-    _no_children_left()
 
 
 def test_a_plain_exception_is_error_with_its_text():
@@ -41,7 +49,6 @@ def test_a_plain_exception_is_error_with_its_text():
     assert result.last_step == 30
     assert "Traceback" in result.traceback
     assert result.message().startswith("fixtures.targets:fail failed at step 30: ValueError: bad batch at step 30")
-    _no_children_left()
 
 
 def test_a_hang_is_a_timeout_and_its_grandchildren_die_with_it(tmp_path):
@@ -52,7 +59,6 @@ def test_a_hang_is_a_timeout_and_its_grandchildren_die_with_it(tmp_path):
     assert result.message().startswith("fixtures.targets:hang timed out after 3.")
     grandchild = int(pidfile.read_text())
     assert not psutil.pid_exists(grandchild) or psutil.Process(grandchild).status() == psutil.STATUS_ZOMBIE
-    _no_children_left()
 
 
 def test_a_clean_run_is_ok_and_returns_its_value():

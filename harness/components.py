@@ -1,0 +1,326 @@
+"""Component activity: are the parts of a run actually switched on?
+
+Incident 3: every "game-agnostic" component of a 24-hour run read zero on every worker,
+and nobody looked until the post-mortem. ``poll_status`` reads workers' JSON status
+endpoints concurrently; ``assert_components_active`` fails with a table of workers ×
+metrics when a required metric does not meet its threshold, and says whether it was
+"still zero after N polls" or "stopped increasing after poll K". A worker that cannot be
+read, answers with something that is not JSON, lacks a field, or reports a negative or
+NaN value is reported as exactly that: none of these reads as "zero".
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from harness.errors import ComponentsError, HarnessUsageError
+from harness.isolation import parse_duration
+from harness.trace import Trace
+from harness.units import Threshold, parse_threshold
+
+
+@dataclass(frozen=True)
+class Reading:
+    """One poll of one worker: its status, or what went wrong reading it."""
+
+    worker: str
+    t: float
+    status: dict[str, Any] | None = None
+    problem: str | None = None  # "unreachable: ...", "not JSON: ...", "HTTP 500"
+
+
+@dataclass
+class StatusLog:
+    """Every poll of every worker, in order."""
+
+    workers: list[str]
+    polls: list[list[Reading]] = field(default_factory=list)
+    duration_s: float = 0.0
+
+    def latest(self, worker: str) -> Reading | None:
+        for poll in reversed(self.polls):
+            for reading in poll:
+                if reading.worker == worker:
+                    return reading
+        return None
+
+
+def _read(url: str, timeout: float, t0: float) -> Reading:
+    t = time.monotonic() - t0
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as resp:
+            body = resp.read()
+    except urllib.error.HTTPError as exc:
+        return Reading(url, t, problem=f"HTTP {exc.code}")
+    except (urllib.error.URLError, OSError) as exc:
+        reason = getattr(exc, "reason", exc)
+        return Reading(url, t, problem=f"unreachable ({reason})")
+    try:
+        status = json.loads(body)
+    except ValueError:
+        return Reading(url, t, problem=f"not JSON ({body[:40]!r})")
+    if not isinstance(status, dict):
+        return Reading(url, t, problem=f"not a JSON object ({type(status).__name__})")
+    return Reading(url, t, status=status)
+
+
+def poll_status(
+    urls: Sequence[str],
+    *,
+    every: object = "5 s",
+    duration: object = "30 s",
+    timeout: object = "2 s",
+    until: Mapping[str, object] | None = None,
+) -> StatusLog:
+    """Poll every URL each ``every`` for ``duration``, concurrently, each read with ``timeout``.
+
+    With ``until`` (required metrics and thresholds), stop early once all are met.
+    """
+    if not urls:
+        raise HarnessUsageError("poll_status got no URLs to poll")
+    period = parse_duration(every, "poll_status every=")
+    total = parse_duration(duration, "poll_status duration=")
+    limit = parse_duration(timeout, "poll_status timeout=")
+    log = StatusLog(list(urls))
+    t0 = time.monotonic()
+    with ThreadPoolExecutor(max_workers=min(32, len(urls))) as pool:
+        while True:
+            log.polls.append(list(pool.map(lambda u: _read(u, limit, t0), urls)))
+            elapsed = time.monotonic() - t0
+            if until is not None and not _failures(log, _thresholds(until)):
+                break
+            if elapsed + period > total:
+                break
+            time.sleep(max(0.0, period - (time.monotonic() - t0 - elapsed)))
+    log.duration_s = time.monotonic() - t0
+    return log
+
+
+def _thresholds(required: Mapping[str, object] | Sequence[str]) -> dict[str, Threshold]:
+    if isinstance(required, Mapping):
+        return {name: parse_threshold(t, f"required[{name!r}]") for name, t in required.items()}
+    return {name: parse_threshold("> 0") for name in required}
+
+
+def _metric(status: Mapping[str, Any], name: str) -> tuple[float | None, str | None]:
+    """(value, problem) of a metric in a status (top level or under "metrics")."""
+    source = status.get("metrics", status)
+    if not isinstance(source, Mapping) or name not in source:
+        return None, "missing"
+    raw = source[name]
+    if isinstance(raw, bool) or not isinstance(raw, (int, float)):
+        return None, f"not a number ({raw!r})"
+    value = float(raw)
+    if math.isnan(value):
+        return None, "NaN"
+    if value < 0:
+        return value, f"negative ({value:g})"
+    return value, None
+
+
+@dataclass(frozen=True)
+class Cell:
+    value: float | None
+    ok: bool
+    mark: str  # "", "zero", "below", "missing", "NaN", "negative (-1)", "unreachable ...", ...
+
+
+def _table(log: StatusLog, required: dict[str, Threshold]) -> dict[str, dict[str, Cell]]:
+    table: dict[str, dict[str, Cell]] = {}
+    for worker in log.workers:
+        reading = log.latest(worker)
+        row: dict[str, Cell] = {}
+        for name, threshold in required.items():
+            if reading is None or reading.status is None:
+                row[name] = Cell(None, False, _problem(log, worker))
+                continue
+            value, problem = _metric(reading.status, name)
+            if problem is not None:
+                row[name] = Cell(value, False, problem)
+            elif threshold.scope == "sum":
+                row[name] = Cell(value, True, "")
+            else:
+                ok = threshold.holds(value if value is not None else math.nan)
+                row[name] = Cell(value, ok, "" if ok else "zero" if value == 0 else f"not {threshold.text}")
+        table[worker] = row
+    return table
+
+
+def _failures(log: StatusLog, required: dict[str, Threshold]) -> list[str]:
+    table = _table(log, required)
+    failing = [name for name in required if any(not table[w][name].ok for w in log.workers)]
+    for name, threshold in required.items():
+        if threshold.scope == "sum" and name not in failing:
+            total = sum(table[w][name].value or 0.0 for w in log.workers)
+            if not threshold.holds(total):
+                failing.append(name)
+    return failing
+
+
+def _history(log: StatusLog, worker: str, name: str) -> str:
+    """'still zero after 7 polls' or 'stopped increasing after poll 3 (12.0 s)'."""
+    values = []
+    for poll in log.polls:
+        for reading in poll:
+            if reading.worker == worker and reading.status is not None:
+                values.append((reading.t, _metric(reading.status, name)[0]))
+    seen = [(t, v) for t, v in values if v is not None]
+    if not seen:
+        return ""
+    if all(v == 0 for _, v in seen):
+        return f"still zero after {len(seen)} poll{'s' if len(seen) != 1 else ''}"
+    last_change = max(i for i in range(len(seen)) if i == 0 or seen[i][1] != seen[i - 1][1])
+    if last_change < len(seen) - 1:
+        return f"stopped increasing after poll {last_change + 1} ({seen[last_change][0]:.1f} s)"
+    return ""
+
+
+def _short(worker: str) -> str:
+    return worker.replace("http://", "").replace("/status", "")
+
+
+def _render(log: StatusLog, required: dict[str, Threshold], table: dict[str, dict[str, Cell]]) -> str:
+    names = list(required)
+    short = {w: _short(w) for w in log.workers}
+    width = max(len(n) for n in names)
+    head = " " * width + " | " + " | ".join(f"{short[w]:>16}" for w in log.workers)
+    lines = [head, "-" * len(head)]
+    for name in names:
+        cells = []
+        for w in log.workers:
+            cell = table[w][name]
+            text = "" if cell.value is None else f"{cell.value:g}"
+            if cell.mark:
+                text = f"{text} ({cell.mark})".strip() if cell.value is not None else cell.mark
+            cells.append(f"{('*' if not cell.ok else '') + text:>16}")
+        lines.append(f"{name:<{width}} | " + " | ".join(cells))
+    return "\n".join(lines)
+
+
+def assert_components_active(
+    status: StatusLog | Mapping[str, Mapping[str, Any]] | Sequence[Mapping[str, Any]] | Trace,
+    required: Mapping[str, object] | Sequence[str],
+) -> None:
+    """Fail with a workers × metrics table when a required metric misses its threshold.
+
+    ``status``: a :class:`StatusLog` from ``poll_status``, your own dicts (one per worker,
+    or a mapping worker -> status), or a Trace whose metric columns (``rec.metrics()``)
+    hold the components' counters.
+    """
+    thresholds = _thresholds(required)
+    if not thresholds:
+        raise HarnessUsageError("assert_components_active needs at least one required metric")
+    if isinstance(status, Trace):
+        _check_trace(status, thresholds)
+        return
+    log = _as_log(status)
+    failing = _failures(log, thresholds)
+    if not failing:
+        return
+    table = _table(log, thresholds)
+    unread = [w for w in log.workers if (r := log.latest(w)) is None or r.status is None]
+    zero_everywhere = [n for n in failing if all(table[w][n].mark == "zero" for w in log.workers)]
+    polls = len(log.polls)
+    after = f" after {log.duration_s:.0f} s ({polls} poll{'s' if polls != 1 else ''})" if log.duration_s else ""
+    lines = []
+    if zero_everywhere:
+        lines.append(
+            f"{len(zero_everywhere)} of {len(thresholds)} metrics are zero on all {len(log.workers)} workers{after}: "
+            + ", ".join(zero_everywhere)
+            + "."
+        )
+    others = [n for n in failing if n not in zero_everywhere]
+    if others:
+        lines.append(
+            f"{len(others)} more metric{'s' if len(others) != 1 else ''} miss their thresholds: "
+            + ", ".join(f"{n} ({thresholds[n].text})" for n in others)
+            + "."
+        )
+    if unread:
+        lines.append("Could not read: " + "; ".join(f"{_short(w)}: {_problem(log, w)}" for w in unread) + ".")
+    lines.append(_render(log, thresholds, table))
+    if len(log.polls) > 1:
+        for worker in log.workers:
+            texts = {n: h for n in failing if (h := _history(log, worker, n))}
+            if len(set(texts.values())) == 1 and len(texts) > 1:
+                lines.append(f"{_short(worker)}: all {len(texts)} {next(iter(texts.values()))}.")
+            elif texts:
+                lines.append(f"{_short(worker)}: " + "; ".join(f"{n} {h}" for n, h in texts.items()) + ".")
+    evidence = _config_evidence(log, failing)
+    if evidence:
+        lines.append(evidence)
+    lines.append(
+        "Next: check that the config is sourced and its variables exported to the workers, that defaults do not "
+        "override it, that the feature flags are on, and that the components are called in the worker loop."
+    )
+    raise ComponentsError("\n".join(lines))
+
+
+def _problem(log: StatusLog, worker: str) -> str:
+    reading = log.latest(worker)
+    return (reading.problem or "no status") if reading is not None else "never polled"
+
+
+def _config_evidence(log: StatusLog, failing: list[str]) -> str:
+    for worker in log.workers:
+        reading = log.latest(worker)
+        if reading is None or reading.status is None:
+            continue
+        config = reading.status.get("config")
+        if not isinstance(config, Mapping):
+            continue
+        sources = reading.status.get("config_sources")
+        sources = sources if isinstance(sources, Mapping) else {}
+        parts = [f"{k}={v}" + (f" ({sources[k]})" if k in sources else "") for k, v in config.items()]
+        return f"Worker {_short(worker)} reports config keys " + ", ".join(parts) + "."
+    return ""
+
+
+def _as_log(status: object) -> StatusLog:
+    if isinstance(status, StatusLog):
+        return status
+    if isinstance(status, Mapping):
+        items = [(str(k), v) for k, v in status.items()]
+    elif isinstance(status, Sequence) and not isinstance(status, (str, bytes)):
+        items = [(str(s.get("worker", i)) if isinstance(s, Mapping) else str(i), s) for i, s in enumerate(status)]
+    else:
+        raise HarnessUsageError(
+            f"assert_components_active cannot read status of type {type(status).__name__}: "
+            "give poll_status()'s result, a list of status dicts, a mapping worker -> status, or a Trace"
+        )
+    readings = [
+        Reading(name, 0.0, status=dict(s)) if isinstance(s, Mapping) else Reading(name, 0.0, problem="not a mapping")
+        for name, s in items
+    ]
+    return StatusLog([r.worker for r in readings], [readings])
+
+
+def _check_trace(trace: Trace, thresholds: dict[str, Threshold]) -> None:
+    lines = []
+    for name, threshold in thresholds.items():
+        if name not in trace.metrics_columns:
+            lines.append(f"{name}: never recorded (call rec.metrics({name}=...))")
+            continue
+        values = trace.metrics_columns[name]
+        finite = [(trace.steps[i], v) for i, v in enumerate(values) if not math.isnan(v)]
+        last = finite[-1][1] if finite else math.nan
+        if threshold.holds(last):
+            continue
+        if finite and all(v == 0 for _, v in finite):
+            lines.append(f"{name}: still zero after {len(finite):,} samples (steps {finite[0][0]:,}–{finite[-1][0]:,})")
+            continue
+        change = max((i for i in range(1, len(finite)) if finite[i][1] != finite[i - 1][1]), default=0)
+        lines.append(f"{name}: {last:g}, not {threshold.text}; stopped increasing after step {finite[change][0]:,}")
+    if lines:
+        raise ComponentsError(
+            f"{len(lines)} of {len(thresholds)} component metrics are inactive in trace {trace.name!r}:\n  - "
+            + "\n  - ".join(lines)
+        )
