@@ -87,3 +87,12 @@ def test_durations():
     assert parse_duration("2 min", "t") == 120
     assert parse_duration("1.5h", "t") == 5400
     assert parse_duration(3, "t") == 3
+
+
+def test_the_replay_view_leak_runs_into_a_1_gb_cap_in_a_child_and_says_where():
+    pytest.importorskip("torch")
+    result = run_isolated("fixtures.replay:run_leaky", {"steps": 100_000}, memory_limit="1 GB", timeout="300 s")
+    assert result.outcome == "oom", result.message()
+    assert result.trace is not None and result.trace.event("eviction") is not None
+    assert 3_000 < result.last_step < 100_000
+    assert "memory cap" in result.message() and "since 'eviction' (step 3," in result.message()
