@@ -2,25 +2,12 @@
 
 from __future__ import annotations
 
-import psutil
 import pytest
 
 import harness
 from fixtures.pool import PoolError, WorkerPool
 
-
-@pytest.fixture(autouse=True)
-def _no_children_left():
-    """Every child this test started is gone when it ends (earlier ones, such as
-    multiprocessing's resource tracker from another test, are not this test's)."""
-
-    def live():
-        return {p.pid for p in psutil.Process().children(recursive=True) if p.status() != psutil.STATUS_ZOMBIE}
-
-    before = live()
-    yield
-    left = live() - before
-    assert left == set(), f"left behind: {left}"
+pytestmark = pytest.mark.usefixtures("no_stray_children")
 
 
 @pytest.mark.leak

@@ -8,19 +8,7 @@ import pytest
 from harness.errors import HarnessUsageError
 from harness.isolation import parse_duration, run_isolated
 
-
-@pytest.fixture(autouse=True)
-def _no_children_left():
-    """Every child this test started is gone when it ends (earlier ones, such as
-    multiprocessing's resource tracker from another test, are not this test's)."""
-
-    def live():
-        return {p.pid for p in psutil.Process().children(recursive=True) if p.status() != psutil.STATUS_ZOMBIE}
-
-    before = live()
-    yield
-    left = live() - before
-    assert left == set(), f"left behind: {left}"
+pytestmark = pytest.mark.usefixtures("no_stray_children")
 
 
 def test_a_scenario_over_its_cap_is_oom_ten_times_out_of_ten(tmp_path):
