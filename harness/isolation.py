@@ -98,9 +98,14 @@ class _Cap:
                 time.sleep(0.02)
 
 
-def _make_cap(limit: int | None, name: str) -> _Cap:
+CAP_MECHANISMS = ("auto", "cgroup", "rlimit")
+
+
+def _make_cap(limit: int | None, name: str, mechanism: str = "auto") -> _Cap:
     if limit is None:
         return _Cap("none")
+    if mechanism == "rlimit":
+        return _Cap("RLIMIT_DATA", rlimit=limit)
     try:
         controllers = (_CGROUP_V2 / "cgroup.controllers").read_text().split()
     except OSError:
@@ -127,6 +132,8 @@ def _make_cap(limit: int | None, name: str) -> _Cap:
         except OSError:
             with contextlib.suppress(OSError):
                 group.rmdir()
+    if mechanism == "cgroup":
+        raise HarnessUsageError("run_isolated cap='cgroup': no writable cgroup memory controller here")
     return _Cap("RLIMIT_DATA", rlimit=limit)
 
 
@@ -198,13 +205,19 @@ def run_isolated(
     trace_path: str | os.PathLike[str] | None = None,
     env: dict[str, str] | None = None,
     cwd: str | os.PathLike[str] | None = None,
+    cap: str | None = None,
 ) -> IsolatedResult:
     """Run ``target`` ("pkg.module:function") in a fresh interpreter under a memory cap.
 
     A ``rec`` parameter of the function receives a Recorder streaming to ``trace_path``.
-    ``kwargs`` must be JSON-serialisable. Never raises for what the target does: the
+    ``kwargs`` must be JSON-serialisable. ``cap`` picks the mechanism: "auto" (cgroup where
+    one can be created, else RLIMIT_DATA), "cgroup" or "rlimit"; the environment variable
+    HARNESS_ISOLATION_CAP sets the default. Never raises for what the target does: the
     outcome says it.
     """
+    mechanism = cap or os.environ.get("HARNESS_ISOLATION_CAP") or "auto"
+    if mechanism not in CAP_MECHANISMS:
+        raise HarnessUsageError(f"run_isolated cap={mechanism!r} is not one of {', '.join(CAP_MECHANISMS)}")
     if not isinstance(target, str) or ":" not in target:
         raise HarnessUsageError(f"run_isolated target {target!r} must be 'package.module:function'")
     limit = int(parse_size(memory_limit, "run_isolated memory_limit=")) if memory_limit is not None else None
@@ -217,15 +230,15 @@ def run_isolated(
     trace_file = Path(trace_path) if trace_path is not None else work / "trace.jsonl"
     trace_file.parent.mkdir(parents=True, exist_ok=True)
     name = f"harness-{os.getpid()}-{time.monotonic_ns()}"
-    cap = _make_cap(limit, name)
+    applied = _make_cap(limit, name, mechanism)
     spec = {
         "target": target,
         "kwargs": kwargs or {},
         "name": target,
         "trace_path": str(trace_file),
         "result_path": str(work / "result.json"),
-        "cgroup": str(cap.cgroup) if cap.cgroup else None,
-        "rlimit": cap.rlimit,
+        "cgroup": str(applied.cgroup) if applied.cgroup else None,
+        "rlimit": applied.rlimit,
     }
     (work / "spec.json").write_text(json.dumps(spec))
     child_env = dict(os.environ if env is None else env)
@@ -245,11 +258,11 @@ def run_isolated(
         timed_out = True
     finally:
         _kill_group(proc.pid)
-        cap.kill_all()
+        applied.kill_all()
         proc.wait()
     duration = time.perf_counter() - start
-    oom_by_kernel = cap.oom_killed()
-    cap.remove()
+    oom_by_kernel = applied.oom_killed()
+    applied.remove()
     result: dict[str, Any] = {}
     with contextlib.suppress(OSError, ValueError):
         result = json.loads((work / "result.json").read_text())
@@ -262,7 +275,7 @@ def run_isolated(
         outcome = "timeout"
     elif result:
         outcome = str(result.get("outcome", "error"))
-    elif sig == "SIGKILL" and (oom_by_kernel or cap.kind.startswith("cgroup")):
+    elif sig == "SIGKILL" and (oom_by_kernel or applied.kind.startswith("cgroup")):
         outcome = "oom"
     else:
         outcome = "error"
@@ -272,7 +285,7 @@ def run_isolated(
     return IsolatedResult(
         outcome=outcome,
         target=target,
-        cap=cap.kind,
+        cap=applied.kind,
         memory_limit=limit,
         returncode=rc,
         signal_name=sig,

@@ -180,15 +180,17 @@ class LeakSession:
             trace=trace,
             last_step=int(trace.steps[-1]) if trace is not None and len(trace) else None,
         )
+        value = result.value if isinstance(result.value, dict) else {}
+        failure = str(value.get("failure") or "")
+        if result.outcome == "ok" and value.get("exitcode") != 0 and _is_allocation_failure(failure):
+            # Under RLIMIT_DATA the cap shows up as a MemoryError inside the child's test.
+            result = dataclasses.replace(result, outcome="oom", error=failure.splitlines()[0])
         pyfuncitem.user_properties.append(("leak_isolated_outcome", result.outcome))
         pyfuncitem.user_properties.append(("leak_isolated_cap", result.cap))
         if result.outcome == "ok":
-            value = result.value if isinstance(result.value, dict) else {}
             if value.get("exitcode") == 0:
                 return True
-            pytest.fail(
-                f"{pyfuncitem.nodeid} (isolated): {value.get('failure') or 'failed in the child'}", pytrace=False
-            )
+            pytest.fail(f"{pyfuncitem.nodeid} (isolated): {failure or 'failed in the child'}", pytrace=False)
         pytest.fail(f"{pyfuncitem.nodeid} (isolated): {result.message()}", pytrace=False)
 
     @pytest.hookimpl(wrapper=True)
@@ -355,6 +357,13 @@ class LeakSession:
         from harness.report import write_index
 
         write_index(self.settings.report_dir, self.rows)
+
+
+def _is_allocation_failure(text: str) -> bool:
+    from harness._child import _OOM_TEXT
+
+    lowered = text.lower()
+    return "memoryerror" in lowered or any(marker in lowered for marker in _OOM_TEXT)
 
 
 def _memray_blocked(config: pytest.Config) -> str | None:

@@ -30,6 +30,14 @@ def test_a_scenario_over_its_cap_is_oom_ten_times_out_of_ten(tmp_path):
         assert "growing " in text and "since 'leak starts' (step 50)" in text
 
 
+def test_the_rlimit_fallback_also_reports_oom_with_the_step(tmp_path):
+    result = run_isolated("fixtures.targets:grow", {"per_step": 2_000_000}, memory_limit="250 MB", cap="rlimit")
+    assert (result.outcome, result.cap) == ("oom", "RLIMIT_DATA")
+    assert result.error is not None and result.error.startswith("MemoryError")
+    expected = "fixtures.targets:grow ran out of memory under the 250 MB memory cap (RLIMIT_DATA) at step"
+    assert result.message().startswith(f"{expected} {result.last_step:,}")
+
+
 def test_a_plain_exception_is_error_with_its_text():
     result = run_isolated("fixtures.targets:fail", {"at": 30}, memory_limit="300 MB")
     assert result.outcome == "error"
