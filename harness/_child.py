@@ -21,7 +21,15 @@ from typing import Any
 EXIT_OOM = 3
 EXIT_ERROR = 1
 
-_OOM_TEXT = ("can't allocate memory", "cannot allocate memory", "out of memory", "unable to allocate")
+# Allocation failures as numpy, torch and the dynamic loader word them: under RLIMIT_DATA a
+# later import can fail to map a shared object once the cap is reached.
+_OOM_TEXT = (
+    "can't allocate memory",
+    "cannot allocate memory",
+    "out of memory",
+    "unable to allocate",
+    "failed to map segment",
+)
 
 
 def _cap(spec: dict[str, Any]) -> None:

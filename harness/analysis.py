@@ -216,6 +216,16 @@ class GrowthVerdict:
         )
         return out
 
+    def summary_line(self) -> str:
+        """One line for a terminal summary: verdict, signal, slope, interval, window, limit."""
+        g, w = self.growth, self.window
+        after = f" after {w.after!r}" if w.after else ""
+        return (
+            f"{'PASS' if self.passed else 'FAIL'} {self.signal} {format_rate(g.slope)} "
+            f"[{format_rate_short(g.low)}–{format_rate_short(g.high)}/1k steps] "
+            f"steps {format_step(w.start_step)}–{format_step(w.end_step)}{after}; limit {format_rate(self.limit)}"
+        )
+
     def as_dict(self) -> dict[str, Any]:
         return {
             "trace": self.trace_name,

@@ -36,6 +36,9 @@ def assert_no_linear_growth(
         budget=budget,
         confidence=confidence,
     )
+    # Noted on the trace, so a test's report and terminal summary show the checks it made
+    # itself (a test that expects a GrowthError still shows the figures it was caught at).
+    trace.meta.setdefault("checks", []).append(verdict.summary_line())
     if not verdict.passed:
         raise GrowthError(verdict.message())
     return verdict

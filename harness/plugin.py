@@ -295,6 +295,7 @@ class LeakSession:
             g, w = verdict.growth, verdict.window
             props += [
                 ("leak_verdict", "pass" if verdict.passed else "fail"),
+                ("leak_summary", verdict.summary_line()),
                 ("leak_signal", verdict.signal),
                 ("leak_slope", format_rate(g.slope)),
                 ("leak_interval", f"{format_rate_short(g.low)}–{format_rate_short(g.high)}/1k steps"),
@@ -306,6 +307,9 @@ class LeakSession:
                 ),
                 ("leak_slope_bytes_per_step", f"{g.slope:.6g}"),
             ]
+        checks = [c for c in rec.trace.meta.get("checks", []) if verdict is None or c != verdict.summary_line()]
+        if checks:
+            props.append(("leak_checks", " | ".join(f"in test: {c}" for c in checks)))
         for key, value in item.stash.get(EXTRA_KEY, {}).items():
             props.append((key, value))
         # The call report gets them for the summary; the item's list carries them into the
@@ -321,11 +325,10 @@ class LeakSession:
         if not {"leak_trace", "leak_verdict", "leak_peak_verdict"} & set(props):
             return
         parts = []
-        if "leak_verdict" in props:
-            parts.append(
-                f"{props['leak_verdict'].upper()} {props['leak_signal']} {props['leak_slope']} "
-                f"[{props['leak_interval']}] {props['leak_window']}; limit {props['leak_limit']}"
-            )
+        if "leak_summary" in props:
+            parts.append(props["leak_summary"])
+        if "leak_checks" in props:
+            parts.append(props["leak_checks"])
         if "leak_peak_verdict" in props:
             parts.append(
                 f"PEAK {props['leak_peak_verdict'].upper()} {props['leak_peak_over_baseline']} over baseline; "
