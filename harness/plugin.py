@@ -15,6 +15,7 @@ pytest-memray (``--memray``, ``--memray-bin-path``, ...) loads side by side.
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import re
 from collections.abc import Generator, Iterator
@@ -49,7 +50,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         action="store_true",
         default=False,
         dest="leak_isolated_child",
-        help=argparse_suppress(),
+        help=argparse.SUPPRESS,  # internal: marks the child pytest of an isolate=True test
     )
     for option in OPTIONS:
         if option.kind == "bool":
@@ -66,12 +67,6 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         else:
             group.addoption(option.flag, action="store", default=None, dest=option.dest, help=option.help)
         parser.addini(option.ini, option.help, type="string", default="")
-
-
-def argparse_suppress() -> str:
-    import argparse
-
-    return argparse.SUPPRESS  # internal: marks the child pytest of an isolate=True test
 
 
 def pytest_configure(config: pytest.Config) -> None:
