@@ -206,6 +206,7 @@ def run_isolated(
     env: dict[str, str] | None = None,
     cwd: str | os.PathLike[str] | None = None,
     cap: str | None = None,
+    output: str | os.PathLike[str] | None = None,
 ) -> IsolatedResult:
     """Run ``target`` ("pkg.module:function") in a fresh interpreter under a memory cap.
 
@@ -213,7 +214,8 @@ def run_isolated(
     ``kwargs`` must be JSON-serialisable. ``cap`` picks the mechanism: "auto" (cgroup where
     one can be created, else RLIMIT_DATA), "cgroup" or "rlimit"; the environment variable
     HARNESS_ISOLATION_CAP sets the default. Never raises for what the target does: the
-    outcome says it.
+    outcome says it. With ``output``, the child's stdout and stderr go to that file instead
+    of this process's.
     """
     mechanism = cap or os.environ.get("HARNESS_ISOLATION_CAP") or "auto"
     if mechanism not in CAP_MECHANISMS:
@@ -245,12 +247,19 @@ def run_isolated(
     # The child imports the target the way this process would.
     child_env["PYTHONPATH"] = os.pathsep.join(p for p in [os.getcwd(), *sys.path] if p)
     start = time.perf_counter()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "harness._child", str(work / "spec.json")],
-        cwd=cwd,
-        env=child_env,
-        start_new_session=True,
-    )
+    sink = open(output, "wb") if output is not None else None  # noqa: SIM115 (closed below)
+    try:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "harness._child", str(work / "spec.json")],
+            cwd=cwd,
+            env=child_env,
+            start_new_session=True,
+            stdout=sink,
+            stderr=subprocess.STDOUT if sink is not None else None,
+        )
+    finally:
+        if sink is not None:
+            sink.close()
     timed_out = False
     try:
         proc.wait(timeout=seconds)

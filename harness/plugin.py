@@ -165,6 +165,7 @@ class LeakSession:
             timeout=spec.timeout if spec.timeout is not None else "600 s",
             trace_path=work / "wrapper.jsonl",
             cwd=self.config.rootpath,
+            output=work / "child-output.txt",  # the child pytest's own output stays out of ours
         )
         # The test's own trace (its memory_trace, streamed by the child) tells where it died.
         test_trace = self.test_dir(pyfuncitem.nodeid) / "trace.jsonl"
@@ -182,6 +183,7 @@ class LeakSession:
             result = dataclasses.replace(result, outcome="oom", error=failure.splitlines()[0])
         pyfuncitem.user_properties.append(("leak_isolated_outcome", result.outcome))
         pyfuncitem.user_properties.append(("leak_isolated_cap", result.cap))
+        pyfuncitem.user_properties.append(("leak_isolated_output_file", str(work / "child-output.txt")))
         if result.outcome == "ok":
             if value.get("exitcode") == 0:
                 return True
