@@ -9,6 +9,7 @@ the four cases of incident 1.
 
 from __future__ import annotations
 
+import bisect
 import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -109,6 +110,15 @@ def window_series(trace: Trace, signal: str, window: Window) -> tuple[list[float
     xs = [float(trace.steps[a + i]) for i in finite]
     ys = [values[i] for i in finite]
     return xs, ys
+
+
+def growth_since(trace: Trace, step: int, signal: str = "rss", min_samples: int = 10) -> Growth | None:
+    """Robust slope of ``signal`` over the samples from ``step`` on; None with too few samples."""
+    start = bisect.bisect_left(trace.steps, step)
+    if len(trace) - start < min_samples:
+        return None
+    values = trace.signal(signal)
+    return robust_growth([float(s) for s in trace.steps[start:]], values[start:])
 
 
 @dataclass(frozen=True)

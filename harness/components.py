@@ -22,9 +22,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from harness.errors import ComponentsError, HarnessUsageError
-from harness.isolation import parse_duration
 from harness.trace import Trace
-from harness.units import Threshold, parse_threshold
+from harness.units import Threshold, parse_duration, parse_threshold
 
 
 @dataclass(frozen=True)

@@ -30,32 +30,10 @@ from typing import Any
 
 from harness.errors import HarnessUsageError
 from harness.trace import Trace
-from harness.units import format_rate, format_size, format_step, parse_size
+from harness.units import format_rate, format_size, format_step, parse_duration, parse_size
 
 _CGROUP_V2 = Path("/sys/fs/cgroup")
 _CGROUP_V1 = Path("/sys/fs/cgroup/memory")
-
-
-def parse_duration(value: object, source: str) -> float:
-    """Seconds in ``value``: a number, or "120 s", "2 min", "1.5 h"."""
-    if isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0:
-        return float(value)
-    if isinstance(value, str):
-        parts = value.strip().split()
-        text, unit = (parts[0], parts[1] if len(parts) > 1 else "s") if parts else ("", "")
-        if len(parts) == 1:
-            for suffix in ("min", "ms", "s", "m", "h"):
-                if text.endswith(suffix) and text[: -len(suffix)]:
-                    text, unit = text[: -len(suffix)], suffix
-                    break
-        scale = {"ms": 0.001, "s": 1, "sec": 1, "m": 60, "min": 60, "h": 3600}.get(unit)
-        try:
-            seconds = float(text) * scale if scale else -1.0
-        except ValueError:
-            seconds = -1.0
-        if seconds > 0:
-            return seconds
-    raise HarnessUsageError(f"cannot read duration {value!r} (from {source}): use seconds or e.g. '120 s', '2 min'")
 
 
 @dataclass
@@ -166,15 +144,12 @@ class IsolatedResult:
         trace = self.trace
         if trace is None or len(trace) < 20:
             return ""
-        from harness.stats import robust_growth
+        from harness.analysis import growth_since
 
         event = trace.events[0] if trace.events else None
         start = event.step if event else trace.steps[len(trace) // 2]
-        idx = [i for i, s in enumerate(trace.steps) if s >= start]
-        if len(idx) < 10:
-            return ""
-        growth = robust_growth([trace.steps[i] for i in idx], [trace.columns["rss"][i] for i in idx])
-        if growth.slope <= 0:
+        growth = growth_since(trace, start)
+        if growth is None or growth.slope <= 0:
             return ""
         since = f"'{event.name}' (step {format_step(event.step)})" if event else f"step {format_step(start)}"
         return f"growing {format_rate(growth.slope)} since {since}"

@@ -30,6 +30,7 @@ from types import TracebackType
 from typing import Any
 
 from harness.errors import HarnessUsageError, ReleaseError
+from harness.probes import _short_path
 
 _ATOMIC = (
     str,
@@ -115,14 +116,7 @@ def _short(value: object, width: int = 30) -> str:
 
 def _frame_label(frame: types.FrameType, name: str) -> str:
     code = frame.f_code
-    return f"local {name!r} in {code.co_name} ({_relpath(code.co_filename)}:{frame.f_lineno})"
-
-
-def _relpath(filename: str) -> str:
-    import os
-
-    cwd = os.getcwd()
-    return filename[len(cwd) + 1 :] if filename.startswith(cwd + os.sep) else filename
+    return f"local {name!r} in {code.co_name} ({_short_path(code.co_filename)}:{frame.f_lineno})"
 
 
 def _is_harness_file(filename: str) -> bool:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from harness.errors import HarnessUsageError
-from harness.units import parse_limit, parse_rate, parse_settle, parse_size
+from harness.units import parse_duration, parse_limit, parse_rate, parse_settle, parse_size
 
 
 @dataclass(frozen=True)
@@ -128,8 +128,6 @@ def parse_marker(name: str, args: tuple[Any, ...], kwargs: Mapping[str, Any]) ->
     if kwargs.get("memory_limit") is not None:
         spec["memory_limit"] = parse_size(kwargs["memory_limit"], f"{where}(memory_limit=)")
     if kwargs.get("timeout") is not None:
-        from harness.isolation import parse_duration
-
         spec["timeout"] = parse_duration(kwargs["timeout"], f"{where}(timeout=)")
     if (spec.get("memory_limit") or spec.get("timeout")) and not spec.get("isolate"):
         raise HarnessUsageError(f"{where}: memory_limit= and timeout= apply to isolated tests; add isolate=True")

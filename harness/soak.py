@@ -62,11 +62,10 @@ class SoakBudget:
         slope = ""
         event = trace.event(after) if after else None
         if event is not None:
-            idx = [i for i, s in enumerate(trace.steps) if s >= event.step]
-            if len(idx) >= 20:
-                from harness.stats import robust_growth
+            from harness.analysis import growth_since
 
-                g = robust_growth([trace.steps[i] for i in idx], [trace.columns["rss"][i] for i in idx])
+            g = growth_since(trace, event.step, min_samples=20)
+            if g is not None:
                 slope = f"  slope {format_rate(g.slope)} since {after!r}"
         budget = f" of {self.minutes:g} min" if self.minutes else ""
         return (

@@ -141,6 +141,28 @@ def parse_settle(value: object, source: str = "settle=") -> tuple[str, float]:
     raise HarnessUsageError(f"cannot read {source} {value!r}: give a step count like 500 or a fraction like '10%'")
 
 
+def parse_duration(value: object, source: str) -> float:
+    """Seconds in ``value``: a number, or "120 s", "2 min", "1.5 h"."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0:
+        return float(value)
+    if isinstance(value, str):
+        parts = value.strip().split()
+        text, unit = (parts[0], parts[1] if len(parts) > 1 else "s") if parts else ("", "")
+        if len(parts) == 1:
+            for suffix in ("min", "ms", "s", "m", "h"):
+                if text.endswith(suffix) and text[: -len(suffix)]:
+                    text, unit = text[: -len(suffix)], suffix
+                    break
+        scale = {"ms": 0.001, "s": 1, "sec": 1, "m": 60, "min": 60, "h": 3600}.get(unit)
+        try:
+            seconds = float(text) * scale if scale else -1.0
+        except ValueError:
+            seconds = -1.0
+        if seconds > 0:
+            return seconds
+    raise HarnessUsageError(f"cannot read duration {value!r} (from {source}): use seconds or e.g. '120 s', '2 min'")
+
+
 @dataclass(frozen=True)
 class Limit:
     """A memory limit: absolute bytes, or a ratio of a payload given later."""
