@@ -15,8 +15,8 @@ import harness
 
 pytest.importorskip("torch")
 
-from fixtures.replay import EpisodeReplay, EpisodeSource
-from fixtures.trainer import Trainer
+from harness.scenarios.replay import EpisodeReplay, EpisodeSource
+from harness.scenarios.trainer import Trainer
 
 STEPS = 50
 
@@ -88,6 +88,6 @@ def test_one_sample_of_the_default_probes(benchmark, tmp_path):
 
 @pytest.mark.benchmark(group="one sample")
 def test_one_rss_read(benchmark):
-    from harness.probes import read_rss
+    from harness.probes.memory import read_rss
 
     assert benchmark(read_rss) > 0

@@ -7,7 +7,7 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from harness.trace import Trace
+from harness.recording.trace import Trace
 
 # A real leak with no torch: each step keeps 20 KB of touched bytes (20 MB per 1k steps).
 LEAKY = """

@@ -8,7 +8,7 @@ import harness
 
 pytest.importorskip("torch")
 
-from fixtures.scenarios import BAD_STEPS, FIXED, LIMIT, ReplayConfig, drive_replay
+from harness.scenarios.drive import BAD_STEPS, FIXED, LIMIT, ReplayConfig, drive_replay
 
 
 # Judged after the first full turnover of the buffer: in a cold process the allocator

@@ -11,7 +11,7 @@ import pytest
 
 pytest.importorskip("torch")
 
-from fixtures.scenarios import BAD_STEPS, FIXED, ReplayConfig
+from harness.scenarios.drive import BAD_STEPS, FIXED, ReplayConfig
 from fixtures.studies import study, summarize
 
 OUT = Path(__file__).resolve().parents[2] / "reports" / "studies"

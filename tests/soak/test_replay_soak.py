@@ -16,7 +16,7 @@ import harness
 
 pytest.importorskip("torch")
 
-from fixtures.scenarios import FIXED, LIMIT, ReplayRun, drive_replay
+from harness.scenarios.drive import FIXED, LIMIT, ReplayRun, drive_replay
 
 GATE_STEPS = 1_500
 

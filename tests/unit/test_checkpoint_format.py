@@ -25,7 +25,7 @@ from fixtures.checkpoint import (
     read_manifest,
     save_buffer,
 )
-from fixtures.replay import EpisodeReplay
+from harness.scenarios.replay import EpisodeReplay
 
 
 def build(obs_shape, dtype, lengths, capacity, pending, seed):
@@ -210,8 +210,8 @@ def test_resume_in_a_fresh_process_restores_contents_and_frees_what_it_evicts(tm
         f"""
         import json, harness
         from fixtures.checkpoint import buffer_digest, load_buffer
-        from fixtures.replay import EpisodeSource
-        from fixtures.trainer import Trainer
+        from harness.scenarios.replay import EpisodeSource
+        from harness.scenarios.trainer import Trainer
         rss0 = harness.probes.read_rss()
         buf = load_buffer({str(path)!r})
         loaded = harness.probes.read_rss() - rss0

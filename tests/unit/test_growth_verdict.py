@@ -7,7 +7,7 @@ import pytest
 
 import harness
 from harness.errors import GrowthError, TraceError
-from harness.trace import Event, Trace
+from harness.recording.trace import Event, Trace
 
 MB = 1_000_000
 

@@ -6,7 +6,7 @@ import psutil
 import pytest
 
 from harness.errors import HarnessUsageError
-from harness.isolation import run_isolated
+from harness.isolation.run import run_isolated
 from harness.units import parse_duration
 
 pytestmark = pytest.mark.usefixtures("no_stray_children")

@@ -8,7 +8,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import harness
-from fixtures.replay import EpisodeReplay
+from harness.scenarios.replay import EpisodeReplay
 
 
 @st.composite

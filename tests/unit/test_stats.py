@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from harness.stats import block_medians, robust_growth, steps_until
+from harness.analysis.stats import block_medians, robust_growth, steps_until
 
 
 def test_theil_sen_ignores_one_outlier_that_least_squares_follows():

@@ -14,7 +14,7 @@ import pytest
 
 import harness
 from harness.errors import HarnessUsageError, TraceError
-from harness.trace import Event, Trace, TraceWriter
+from harness.recording.trace import Event, Trace, TraceWriter
 
 
 def test_a_recorded_trace_loads_back_identically(tmp_path):

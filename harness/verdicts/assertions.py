@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from harness.analysis import GrowthVerdict, PeakVerdict, growth_verdict, peak_verdict
+from harness.analysis.growth import GrowthVerdict, PeakVerdict, growth_verdict, peak_verdict
 from harness.errors import GrowthError, PeakError
-from harness.trace import Trace
+from harness.recording.trace import Trace
 
 
 def assert_no_linear_growth(

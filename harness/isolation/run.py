@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import HarnessUsageError
-from harness.trace import Trace
+from harness.recording.trace import Trace
 from harness.units import format_rate, format_size, format_step, parse_duration, parse_size
 
 _CGROUP_V2 = Path("/sys/fs/cgroup")
@@ -144,7 +144,7 @@ class IsolatedResult:
         trace = self.trace
         if trace is None or len(trace) < 20:
             return ""
-        from harness.analysis import growth_since
+        from harness.analysis.growth import growth_since
 
         event = trace.events[0] if trace.events else None
         start = event.step if event else trace.steps[len(trace) // 2]
@@ -225,7 +225,7 @@ def run_isolated(
     sink = open(output, "wb") if output is not None else None  # noqa: SIM115 (closed below)
     try:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "harness._child", str(work / "spec.json")],
+            [sys.executable, "-m", "harness.isolation.child", str(work / "spec.json")],
             cwd=cwd,
             env=child_env,
             start_new_session=True,

@@ -97,7 +97,7 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "diagnose":
         print(harness.diagnose(trace, after=args.after, max_growth=args.max_growth, settle=args.settle))
         return 0
-    from harness.report import write_test_report
+    from harness.reports.html import write_test_report
 
     verdict: harness.GrowthVerdict | None = harness.growth_verdict(trace, after=args.after) if args.after else None
     directory = args.output.parent if args.output else args.trace.parent
@@ -138,7 +138,7 @@ def _plan(args: argparse.Namespace) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     try:
-        from fixtures.scenarios import BAD_STEPS, FIXED, LIMIT, drive_replay
+        from harness.scenarios.drive import BAD_STEPS, FIXED, LIMIT, drive_replay
     except ImportError as exc:
         raise HarnessUsageError(f"the replay scenario needs torch ({exc}): pip install 'leak-harness[torch]'") from None
     from dataclasses import replace

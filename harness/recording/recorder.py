@@ -30,7 +30,7 @@ from harness.probes import (
     system_memory,
     trim_heap,
 )
-from harness.trace import Event, Trace, TraceWriter
+from harness.recording.trace import Event, Trace, TraceWriter
 from harness.units import format_size, format_step
 
 ProgressFn = Callable[[str], None]

@@ -11,8 +11,8 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
-from harness.components import StatusLog, assert_components_active, poll_status
-from harness.recorder import Recorder
+from harness.verdicts.components import StatusLog, assert_components_active, poll_status
+from harness.recording.recorder import Recorder
 from harness.units import format_rate, format_size, format_step
 
 
@@ -62,7 +62,7 @@ class SoakBudget:
         slope = ""
         event = trace.event(after) if after else None
         if event is not None:
-            from harness.analysis import growth_since
+            from harness.analysis.growth import growth_since
 
             g = growth_since(trace, event.step, min_samples=20)
             if g is not None:

@@ -30,7 +30,7 @@ from types import TracebackType
 from typing import Any
 
 from harness.errors import HarnessUsageError, ReleaseError
-from harness.probes import _short_path
+from harness.probes.paths import short_path
 
 _ATOMIC = (
     str,
@@ -116,7 +116,7 @@ def _short(value: object, width: int = 30) -> str:
 
 def _frame_label(frame: types.FrameType, name: str) -> str:
     code = frame.f_code
-    return f"local {name!r} in {code.co_name} ({_short_path(code.co_filename)}:{frame.f_lineno})"
+    return f"local {name!r} in {code.co_name} ({short_path(code.co_filename)}:{frame.f_lineno})"
 
 
 def _is_harness_file(filename: str) -> bool:

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from harness.errors import ComponentsError, HarnessUsageError
-from harness.trace import Trace
+from harness.recording.trace import Trace
 from harness.units import Threshold, parse_duration, parse_threshold
 
 

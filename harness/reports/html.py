@@ -13,8 +13,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from harness.analysis import GrowthVerdict
-from harness.trace import Trace
+from harness.analysis.growth import GrowthVerdict
+from harness.recording.trace import Trace
 from harness.units import format_size, format_step
 
 _COLORS = {"rss": "#1f77b4", "unaccounted": "#d62728", "accounted": "#2ca02c", "heap": "#9467bd"}

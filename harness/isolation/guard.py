@@ -16,8 +16,9 @@ from dataclasses import dataclass, field
 from types import TracebackType
 
 from harness.errors import HarnessUsageError
-from harness.probes import ProcessMemory, process_tree, system_memory
-from harness.recorder import Recorder
+from harness.probes.memory import system_memory
+from harness.probes.tree import ProcessMemory, process_tree
+from harness.recording.recorder import Recorder
 from harness.units import format_size, parse_size
 
 

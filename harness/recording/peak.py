@@ -23,7 +23,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from harness.probes import RssProbe, _short_path, trim_heap
+from harness.probes.memory import RssProbe, trim_heap
+from harness.probes.paths import short_path
 
 _STATUS = "/proc/self/status"
 _CLEAR_REFS = "/proc/self/clear_refs"
@@ -245,7 +246,7 @@ def _user_frame(frames: list[tuple[str, str, int]]) -> tuple[str, str]:
             break
     function, filename, lineno = chosen
     code = linecache.getline(filename, lineno).strip()
-    return f"{_short_path(filename)}:{lineno} {function}", code
+    return f"{short_path(filename)}:{lineno} {function}", code
 
 
 def peak(label: str = "", **options: Any) -> PeakMeter:

@@ -15,8 +15,8 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from harness.errors import TraceError
-from harness.stats import Growth, part_slopes, robust_growth, steps_until
-from harness.trace import Trace
+from harness.analysis.stats import Growth, part_slopes, robust_growth, steps_until
+from harness.recording.trace import Trace
 from harness.units import (
     format_rate,
     format_rate_short,

@@ -26,12 +26,12 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from harness.errors import HarnessUsageError, LeakError
-from harness.markers import MARKERS, LeakSpec, parse_marker
-from harness.settings import OPTIONS, Settings, resolve
+from harness.plugin.markers import MARKERS, LeakSpec, parse_marker
+from harness.plugin.settings import OPTIONS, Settings, resolve
 
 if TYPE_CHECKING:
-    from harness.analysis import GrowthVerdict, PeakVerdict  # noqa: F401 (named in StashKey strings)
-    from harness.recorder import Recorder
+    from harness.analysis.growth import GrowthVerdict, PeakVerdict  # noqa: F401 (named in StashKey strings)
+    from harness.recording.recorder import Recorder
 
 SESSION_KEY = pytest.StashKey["LeakSession"]()
 SPEC_KEY = pytest.StashKey["tuple[LeakSpec | None, str | None]"]()
@@ -144,8 +144,8 @@ class LeakSession:
         import dataclasses
         import tempfile
 
-        from harness.isolation import run_isolated
-        from harness.trace import Trace
+        from harness.isolation.run import run_isolated
+        from harness.recording.trace import Trace
 
         work = Path(tempfile.mkdtemp(prefix="harness-isolated-test-"))
         args = [
@@ -159,7 +159,7 @@ class LeakSession:
             str(self.config.rootpath),
         ]
         result = run_isolated(
-            "harness._pytest_child:run",
+            "harness.isolation.pytest_child:run",
             {"args": args, "junit": str(work / "junit.xml")},
             memory_limit=spec.memory_limit,
             timeout=spec.timeout if spec.timeout is not None else "600 s",
@@ -204,7 +204,7 @@ class LeakSession:
             )
         meter = None
         if spec is not None and spec.checks_peak:
-            from harness.peak import PeakMeter
+            from harness.recording.peak import PeakMeter
 
             meter = PeakMeter(item.name)
             meter.__enter__()
@@ -220,7 +220,7 @@ class LeakSession:
             self._check_peak(item, spec, meter.result)
         rec = item.stash.get(RECORDER_KEY, None)
         if spec is not None and spec.checks_growth and rec is not None:
-            from harness.analysis import growth_verdict
+            from harness.analysis.growth import growth_verdict
             from harness.errors import GrowthError
 
             rec.stop()
@@ -244,7 +244,7 @@ class LeakSession:
         return result
 
     def _check_peak(self, item: pytest.Item, spec: LeakSpec, result: Any) -> None:
-        from harness.analysis import peak_verdict
+        from harness.analysis.growth import peak_verdict
         from harness.errors import PeakError
 
         verdict = peak_verdict(result, spec.max_peak_text, spec.payload, source=f"@pytest.mark.{spec.marker}")
@@ -354,13 +354,13 @@ class LeakSession:
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
         if hasattr(self.config, "workerinput") or not self.rows or not self.settings.reports:
             return
-        from harness.report import write_index
+        from harness.reports.html import write_index
 
         write_index(self.settings.report_dir, self.rows)
 
 
 def _is_allocation_failure(text: str) -> bool:
-    from harness._child import _OOM_TEXT
+    from harness.isolation.child import _OOM_TEXT
 
     lowered = text.lower()
     return "memoryerror" in lowered or any(marker in lowered for marker in _OOM_TEXT)
@@ -379,7 +379,7 @@ def soak(request: pytest.FixtureRequest) -> Any:
     ``for step in soak.steps(memory_trace, after="eviction"):`` runs until the budget is
     spent and writes progress lines (step, RSS, current slope) to the terminal.
     """
-    from harness.soak import SoakBudget
+    from harness.recording.soak import SoakBudget
 
     settings = request.config.stash[SESSION_KEY].settings
     reporter = request.config.pluginmanager.get_plugin("terminalreporter")
@@ -410,8 +410,8 @@ def memory_trace(request: pytest.FixtureRequest) -> Iterator[Recorder]:
     ``memory_trace.account(buffer=...)`` and events with ``memory_trace.mark("eviction")``.
     A ``@pytest.mark.leak(max_growth=..., after=...)`` on the test is checked on this trace.
     """
-    from harness.probes import memray_capture, memray_flamegraph
-    from harness.recorder import Recorder
+    from harness.probes.memray import memray_capture, memray_flamegraph
+    from harness.recording.recorder import Recorder
 
     session: LeakSession = request.config.stash[SESSION_KEY]
     item = request.node
@@ -451,7 +451,7 @@ def memory_trace(request: pytest.FixtureRequest) -> Iterator[Recorder]:
         extra.update(late)
         item.user_properties.extend(late.items())
     if session.settings.reports:
-        from harness.report import write_test_report
+        from harness.reports.html import write_test_report
 
         write_test_report(
             directory,
