@@ -8,9 +8,7 @@ will run out, and who is holding it. See DESIGN.md for the contract of these nam
 from __future__ import annotations
 
 from harness.analysis.growth import Diagnosis, GrowthVerdict, PeakVerdict, diagnose, growth_verdict, peak_verdict
-from harness.verdicts.assertions import assert_no_linear_growth, assert_peak_within
-from harness.isolation.budget import WorkerPlan, plan_workers
-from harness.verdicts.components import StatusLog, assert_components_active, poll_status
+from harness.analysis.stats import Growth, robust_growth
 from harness.errors import (
     ComponentsError,
     GrowthError,
@@ -21,15 +19,17 @@ from harness.errors import (
     ReleaseError,
     TraceError,
 )
+from harness.isolation.budget import WorkerPlan, plan_workers
 from harness.isolation.guard import GuardEvent, MemoryGuard
 from harness.isolation.run import IsolatedResult, run_isolated
 from harness.probes.liveness import ReleaseTracker, Survivor, find_chains, track_release
 from harness.recording.peak import PeakMeter, PeakResult, peak
 from harness.recording.recorder import Recorder, record
 from harness.recording.soak import SoakBudget, soak_gate
-from harness.analysis.stats import Growth, robust_growth
 from harness.recording.trace import Event, Trace
 from harness.units import format_rate, format_size, parse_rate, parse_size
+from harness.verdicts.assertions import assert_no_linear_growth, assert_peak_within
+from harness.verdicts.components import StatusLog, assert_components_active, poll_status
 
 __version__ = "0.1.0"
 

@@ -14,8 +14,8 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from harness.errors import TraceError
 from harness.analysis.stats import Growth, part_slopes, robust_growth, steps_until
+from harness.errors import TraceError
 from harness.recording.trace import Trace
 from harness.units import (
     format_rate,

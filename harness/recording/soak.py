@@ -11,9 +11,9 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
-from harness.verdicts.components import StatusLog, assert_components_active, poll_status
 from harness.recording.recorder import Recorder
 from harness.units import format_rate, format_size, format_step
+from harness.verdicts.components import StatusLog, assert_components_active, poll_status
 
 
 def soak_gate(

@@ -11,8 +11,8 @@ import pytest
 
 pytest.importorskip("torch")
 
-from harness.scenarios.drive import BAD_STEPS, FIXED, ReplayConfig
 from fixtures.studies import study, summarize
+from harness.scenarios.drive import BAD_STEPS, FIXED, ReplayConfig
 
 OUT = Path(__file__).resolve().parents[2] / "reports" / "studies"
 
