@@ -14,7 +14,15 @@ class HarnessError(Exception):
 
 
 class LeakError(HarnessError, AssertionError):
-    """A memory verdict failed: the message states figure, limit, window and next step."""
+    """A memory verdict failed: the message states figure, limit, window and next step.
+
+    ``verdict`` is the verdict object the message was rendered from (a GrowthVerdict,
+    PeakVerdict, ...), so code that catches the error can read the figures.
+    """
+
+    def __init__(self, message: str = "", verdict: object = None) -> None:
+        super().__init__(message)
+        self.verdict = verdict
 
 
 class GrowthError(LeakError):

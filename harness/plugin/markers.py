@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from harness import signals
 from harness.errors import HarnessUsageError
 from harness.units import parse_duration, parse_limit, parse_rate, parse_settle, parse_size
 
@@ -47,34 +48,48 @@ class LeakSpec:
         return self.max_growth is not None
 
 
+@dataclass(frozen=True)
+class Argument:
+    name: str
+    default: object
+    help: str
+
+
+#: The arguments of ``leak`` and ``soak``: what parse_marker validates and what
+#: ``pytest --markers`` shows are both made from this one table.
+ARGUMENT_TABLE: tuple[Argument, ...] = (
+    Argument("max_growth", None, "growth limit, e.g. '1 MB/1k steps' (checked on memory_trace after the test)"),
+    Argument("after", None, "event name the window starts at, e.g. 'eviction'"),
+    Argument("signal", "rss", "what is judged: " + ", ".join(signals.NAMES)),
+    Argument("settle", None, "steps or fraction skipped after the event, e.g. 500 or '10%'"),
+    Argument("budget", None, "memory the projection runs out of, e.g. '24 GiB'"),
+    Argument("confidence", 0.95, "confidence of the slope interval, between 0 and 1"),
+    Argument("heap", False, "trace the Python heap with tracemalloc (slower)"),
+    Argument("memray", False, "capture the test with memray and write a flamegraph"),
+    Argument("every", 1, "sample every N steps"),
+    Argument("max_peak", None, "peak of the whole test over its starting RSS: '256 MB', or '1.25x' with payload="),
+    Argument("payload", None, "bytes the test handles, for a ratio max_peak, e.g. '807 MB'"),
+    Argument(
+        "isolate", False, "run the test in a fresh child process (pytest) so an OOM there cannot take this run down"
+    ),
+    Argument("memory_limit", None, "memory cap of the isolated child, e.g. '1 GB'"),
+    Argument("timeout", None, "time limit of the isolated child, e.g. '120 s'"),
+)
+
 #: argument -> what it takes (shown when an unknown argument is given).
-ARGUMENTS: Mapping[str, str] = {
-    "max_growth": "growth limit, e.g. '1 MB/1k steps' (checked on memory_trace after the test)",
-    "after": "event name the window starts at, e.g. 'eviction'",
-    "signal": "'rss' (default), 'unaccounted' or 'heap'",
-    "settle": "steps or fraction skipped after the event, e.g. 500 or '10%'",
-    "budget": "memory the projection runs out of, e.g. '24 GiB'",
-    "confidence": "confidence of the slope interval, default 0.95",
-    "heap": "trace the Python heap with tracemalloc (slower)",
-    "memray": "capture the test with memray and write a flamegraph",
-    "every": "sample every N steps (default 1)",
-    "max_peak": "peak of the whole test over its starting RSS: '256 MB', or '1.25x' with payload=",
-    "payload": "bytes the test handles, for a ratio max_peak, e.g. '807 MB'",
-    "isolate": "run the test in a fresh child process (pytest) so an OOM there cannot take this run down",
-    "memory_limit": "memory cap of the isolated child, e.g. '1 GB'",
-    "timeout": "time limit of the isolated child, e.g. '120 s'",
-}
+ARGUMENTS: Mapping[str, str] = {a.name: a.help for a in ARGUMENT_TABLE}
+
+_SIGNATURE = ", ".join(f"{a.name}={a.default!r}" for a in ARGUMENT_TABLE)
+_HELP = "; ".join(f"{a.name}: {a.help}" for a in ARGUMENT_TABLE)
 
 MARKERS: Mapping[str, str] = {
-    "leak": "leak(max_growth=None, after=None, signal='rss', settle=None, budget=None, heap=False, "
-    "memray=False, every=1, max_peak=None, payload=None, isolate=False, memory_limit=None, timeout=None): "
-    "a quick memory-leak test; with max_growth, its memory_trace is checked for linear growth after the event "
-    "`after`; with max_peak, the test's peak RSS over its baseline; with isolate, it runs in a child process "
-    "under memory_limit",
+    "leak": f"leak({_SIGNATURE}): a quick memory-leak test; with max_growth, its memory_trace is checked for "
+    "linear growth after the event `after`; with max_peak, the test's peak RSS over its baseline; with isolate, "
+    f"it runs in a child process under memory_limit. Arguments: {_HELP}",
     "soak": "soak(...same arguments as leak...): a long memory test, deselected unless -m selects soak",
 }
 
-SIGNALS = ("rss", "unaccounted", "heap", "accounted", "cuda_allocated", "cuda_reserved")
+SIGNALS = signals.NAMES
 
 
 def parse_marker(name: str, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> LeakSpec:

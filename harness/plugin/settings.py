@@ -159,3 +159,26 @@ def resolve(
             )
             sources[option.name] = "default"
     return Settings(sources=sources, **values)
+
+
+@dataclass(frozen=True)
+class ItemSettings:
+    """What applies to one test: its marker's values over the session's settings
+    (pytest-timeout's per-item settings). Resolved in one place, read everywhere."""
+
+    budget: float | None
+    memray: bool
+    heap: bool
+    every: int
+
+
+def for_item(spec: Any, settings: Settings) -> ItemSettings:
+    """Merge a validated marker (``LeakSpec``, or None) over the session settings."""
+    if spec is None:
+        return ItemSettings(budget=settings.budget, memray=settings.memray, heap=False, every=1)
+    return ItemSettings(
+        budget=spec.budget if spec.budget is not None else settings.budget,
+        memray=bool(spec.memray or settings.memray),
+        heap=bool(spec.heap),
+        every=int(spec.every),
+    )

@@ -137,7 +137,7 @@ class EpisodeReplay:
         self.added_episodes = int(meta["added_episodes"])  # type: ignore[call-overload]
         self.evicted_ids = [int(i) for i in meta["evicted_ids"]]  # type: ignore[attr-defined]
         self._next_id = int(meta["next_id"])  # type: ignore[call-overload]
-        self._rng.bit_generator.state = meta["rng"]
+        self._rng.bit_generator.state = meta["rng"]  # type: ignore[assignment]
         cur = self._current
         self._pending_obs_bytes = sum(a.nbytes for a in cur["obs"])
         self._pending_aux_bytes = sum(a.nbytes for k in ("action", "reward", "done") for a in cur[k])

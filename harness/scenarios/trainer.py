@@ -81,7 +81,7 @@ class Trainer:
         logits = self.model(obs.flatten(2))
         loss = nn.functional.cross_entropy(logits.flatten(0, 1), actions.flatten())
         self.opt.zero_grad(set_to_none=True)
-        loss.backward()
+        loss.backward()  # type: ignore[no-untyped-call]
         self.opt.step()
         if self.variant != "view_leak":
             # The transfers above are complete once the step has consumed them.

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from harness.analysis.growth import GrowthVerdict, PeakVerdict, growth_verdict, peak_verdict
+from harness.analysis.growth import GrowthVerdict, growth_verdict
+from harness.analysis.peak import PeakVerdict, peak_verdict
 from harness.errors import GrowthError, PeakError
 from harness.recording.trace import Trace
 
@@ -40,7 +41,7 @@ def assert_no_linear_growth(
     # itself (a test that expects a GrowthError still shows the figures it was caught at).
     trace.meta.setdefault("checks", []).append(verdict.summary_line())
     if not verdict.passed:
-        raise GrowthError(verdict.message())
+        raise GrowthError(verdict.message(), verdict)
     return verdict
 
 
@@ -52,5 +53,5 @@ def assert_peak_within(result: Any, limit: object, *, payload: object = None) ->
     """
     verdict = peak_verdict(result, limit, payload)
     if not verdict.passed:
-        raise PeakError(verdict.message())
+        raise PeakError(verdict.message(), verdict)
     return verdict

@@ -62,10 +62,10 @@ def test_a_growing_test_fails_with_the_verdict_and_keeps_its_trace(pytester, run
     out = result.stdout.str()
     result.stdout.fnmatch_lines(
         [
-            "*GrowthError: RSS grows * MB per 1k steps after 'full' (step 500; window steps *limit 1.0 MB/1k steps*",
+            "*GrowthError: RSS grows * MB per 1k steps after 'full' (step 500; window steps *limit 1 MB/1k steps*",
             "*At this rate * is reached at step *",
             "*memory leak harness*",
-            "test_leaky.py::test_grows: FAIL rss * MB/1k steps*after 'full'; limit 1.0 MB/1k steps",
+            "test_leaky.py::test_grows: FAIL rss * MB/1k steps*after 'full'; limit 1 MB/1k steps",
         ]
     )
     assert "Traceback" not in out and "INTERNALERROR" not in out
@@ -86,7 +86,7 @@ def test_a_flat_test_passes_and_says_so_in_the_summary(pytester, run):
     pytester.makepyfile(test_flat=FLAT)
     result = run()
     result.assert_outcomes(passed=1)
-    result.stdout.fnmatch_lines(["test_flat.py::test_flat: PASS rss *after 'full'; limit 1.0 MB/1k steps"])
+    result.stdout.fnmatch_lines(["test_flat.py::test_flat: PASS rss *after 'full'; limit 1 MB/1k steps"])
 
 
 def test_results_survive_xdist(pytester, run):
@@ -254,12 +254,12 @@ def test_calm():
         [
             "*PeakError: Peak during 'test_spiky' was * MB above baseline (2.* the 40.0 MB payload); "
             "limit 1.25x (50.0 MB)*",
-            "test_peak.py::test_calm: PEAK PASS * over baseline; limit 50.0 MB",
-            "test_peak.py::test_spiky: PEAK FAIL * over baseline; limit 50.0 MB",
+            "test_peak.py::test_calm: PEAK PASS * over baseline; limit 1.25x (50.0 MB)",
+            "test_peak.py::test_spiky: PEAK FAIL * over baseline; limit 1.25x (50.0 MB)",
         ]
     )
     props = {p.get("name"): p.get("value") for p in ET.parse(pytester.path / "junit.xml").iter("property")}
-    assert props["leak_peak_limit"] == "50.0 MB"
+    assert props["leak_peak_limit"] == "1.25x (50.0 MB)"
 
 
 def test_a_relative_max_peak_without_payload_is_one_line(pytester, run):

@@ -39,7 +39,7 @@ def test_linear_growth_after_eviction_fails_with_figures_window_and_projection()
     text = str(err.value)
     assert text.startswith("RSS grows 4.1 MB per 1k steps after 'eviction' (step 10,000; window steps 12,999–39,990")
     assert "95% interval 4.0 MB–4.2 MB/1k" in text or "95% interval 4.1 MB–4.1 MB/1k" in text
-    assert "limit 1.0 MB/1k steps" in text
+    assert "limit 1 MB/1k steps" in text
     # Settle: 10% of the 29,990 steps after the event. 24 GiB = 25.77 GB; from ~2.52 GB
     # at step 39,990, at 4,100 B/step: ~5.67M more steps.
     assert "At this rate 25.8 GB (this machine's memory) is reached at step 5,7" in text

@@ -1,0 +1,93 @@
+"""The analysis window: where steady state starts (after an event, past a settling period).
+
+Pure: a Trace in, a Window (indices and steps) out, or the series of one signal in it.
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+from dataclasses import dataclass
+
+from harness.analysis.stats import Growth, robust_growth
+from harness.errors import TraceError
+from harness.recording.trace import Trace
+from harness.units import format_step, parse_settle
+
+#: Fewer samples than this in a window and no slope is trusted.
+MIN_WINDOW_SAMPLES = 20
+
+DEFAULT_SETTLE_AFTER_EVENT = 0.10
+DEFAULT_WARMUP = 0.25
+
+
+@dataclass(frozen=True)
+class Window:
+    after: str | None
+    event_step: int | None
+    start_step: int
+    end_step: int
+    settle_steps: int
+    indices: tuple[int, int]  # [start, stop) into the trace's samples
+
+
+def select_window(trace: Trace, after: str | None = None, settle: object = None) -> Window:
+    if len(trace) == 0:
+        raise TraceError(f"trace {trace.name!r} is empty: nothing was sampled (did the loop run?)")
+    steps = trace.steps
+    if after is not None:
+        event = trace.event(after)
+        if event is None:
+            marked = ", ".join(repr(e.name) for e in trace.events) or "none"
+            raise TraceError(
+                f"after={after!r}: trace {trace.name!r} has no event {after!r} (events marked: {marked}); "
+                f"call rec.mark({after!r}) when it happens, or run long enough for it to happen"
+            )
+        origin = event.step
+        kind, amount = parse_settle(DEFAULT_SETTLE_AFTER_EVENT if settle is None else settle)
+    else:
+        origin = steps[0]
+        kind, amount = parse_settle(DEFAULT_WARMUP if settle is None else settle)
+    span = steps[-1] - origin
+    settle_steps = round(amount * span) if kind == "fraction" else int(amount)
+    start_step = origin + settle_steps
+    first = next((i for i, s in enumerate(steps) if s >= start_step), len(steps))
+    window = Window(after, origin if after else None, start_step, steps[-1], settle_steps, (first, len(steps)))
+    n = len(steps) - first
+    if n < MIN_WINDOW_SAMPLES:
+        where = f"after {after!r} (step {format_step(origin)})" if after else "after warm-up"
+        raise TraceError(
+            f"the window {where} in trace {trace.name!r} has {n} samples, fewer than the "
+            f"{MIN_WINDOW_SAMPLES} a slope needs (last step {format_step(steps[-1])}, settle {settle_steps} steps): "
+            "run more steps past it or lower settle="
+        )
+    return window
+
+
+def window_growth(trace: Trace, signal: str, window: Window, confidence: float = 0.95) -> Growth:
+    xs, ys = window_series(trace, signal, window)
+    return robust_growth(xs, ys, confidence=confidence)
+
+
+def window_series(trace: Trace, signal: str, window: Window) -> tuple[list[float], list[float]]:
+    """(steps, values) of ``signal`` inside ``window``, NaNs dropped."""
+    a, b = window.indices
+    values = trace.signal(signal)[a:b]
+    finite = [i for i, v in enumerate(values) if not math.isnan(v)]
+    if len(finite) < MIN_WINDOW_SAMPLES:
+        raise TraceError(
+            f"signal {signal!r} has {len(finite)} values in the window of trace {trace.name!r}; "
+            f"a slope needs {MIN_WINDOW_SAMPLES}"
+        )
+    xs = [float(trace.steps[a + i]) for i in finite]
+    ys = [values[i] for i in finite]
+    return xs, ys
+
+
+def growth_since(trace: Trace, step: int, signal: str = "rss", min_samples: int = 10) -> Growth | None:
+    """Robust slope of ``signal`` over the samples from ``step`` on; None with too few samples."""
+    start = bisect.bisect_left(trace.steps, step)
+    if len(trace) - start < min_samples:
+        return None
+    values = trace.signal(signal)
+    return robust_growth([float(s) for s in trace.steps[start:]], values[start:])

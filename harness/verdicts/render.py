@@ -1,0 +1,243 @@
+"""Renderers: the words of a verdict, apart from its figures.
+
+One function per output: the failure message (what grows, how fast, since when, when it
+runs out, what to look at next), the one-line summary of the terminal, the junit-xml
+properties (one schema of names, ``PROPERTIES``), and the record written to verdict.json
+and read by the reports. Limits are shown as the user wrote them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import TYPE_CHECKING, Any
+
+from harness import signals
+from harness.units import format_rate, format_rate_short, format_size, format_step
+
+if TYPE_CHECKING:
+    from harness.analysis.growth import GrowthVerdict
+    from harness.analysis.peak import PeakVerdict
+
+#: junit-xml property names, one schema for every verdict (what each holds).
+PROPERTIES: dict[str, str] = {
+    "leak_verdict": "pass or fail of the growth check",
+    "leak_summary": "the terminal summary line of the growth check",
+    "leak_signal": "the judged signal",
+    "leak_slope": "the slope, in the harness's units",
+    "leak_interval": "the slope's confidence interval",
+    "leak_limit": "the limit as the user wrote it",
+    "leak_window": "the window's steps and event",
+    "leak_slope_bytes_per_step": "the slope in bytes per step (a number)",
+    "leak_peak_verdict": "pass or fail of the peak check",
+    "leak_peak_over_baseline": "the peak over its baseline",
+    "leak_peak_limit": "the peak limit as the user wrote it",
+    "leak_checks": "growth checks the test made itself",
+    "leak_trace": "path of the trace",
+    "leak_report": "path of the HTML report",
+}
+
+
+def signal_words(verdict: GrowthVerdict) -> str:
+    return signals.words(verdict.signal, " + ".join(verdict.accounting))
+
+
+def window_text(verdict: GrowthVerdict) -> str:
+    w = verdict.window
+    return f"steps {format_step(w.start_step)}–{format_step(w.end_step)}" + (f" after {w.after!r}" if w.after else "")
+
+
+def growth_headline(verdict: GrowthVerdict) -> str:
+    w, g = verdict.window, verdict.growth
+    since = f"after {w.after!r} (step {format_step(w.event_step or 0)}; " if w.after else "after warm-up ("
+    verb = "grows" if g.slope > 0 else "shrinks" if g.slope < 0 else "is flat at"
+    pct = round(g.confidence * 100)
+    return (
+        f"{signal_words(verdict)} {verb} {format_rate_short(abs(g.slope))} per 1k steps {since}"
+        f"window steps {format_step(w.start_step)}–{format_step(w.end_step)}, {g.samples:,} samples, "
+        f"{pct}% interval {format_rate_short(g.low)}–{format_rate_short(g.high)}/1k); "
+        f"limit {verdict.limit_text}"
+    )
+
+
+def growth_message(verdict: GrowthVerdict) -> str:
+    lines = [growth_headline(verdict) + "."]
+    g = verdict.growth
+    if not verdict.passed:
+        if verdict.projected_step is not None and verdict.budget is not None:
+            lines.append(
+                f"At this rate {format_size(verdict.budget)} ({verdict.budget_source}) is reached at step "
+                f"{format_step(verdict.projected_step)}."
+            )
+        lines.append(
+            f"The growth is sustained: {format_rate(verdict.halves[0])} in the first half of the window, "
+            f"{format_rate(verdict.halves[1])} in the second."
+        )
+        lines.extend(_evidence(verdict))
+    elif g.exceeds(verdict.limit):
+        lines.append(
+            f"Passed: the interval lies above the limit but the growth is not sustained "
+            f"({format_rate(verdict.halves[0])} in the first half of the window, {format_rate(verdict.halves[1])} "
+            "in the second): a transient such as allocator warm-up, not linear growth."
+        )
+    else:
+        lines.append(
+            f"Passed: the {round(g.confidence * 100)}% interval does not lie above the limit "
+            f"(Kendall tau {g.tau:+.2f}, p={g.p_value:.2g})."
+        )
+    return "\n".join(lines)
+
+
+def _evidence(verdict: GrowthVerdict) -> list[str]:
+    out: list[str] = []
+    g = verdict.growth
+    acct = " + ".join(verdict.accounting)
+    unacc = verdict.related.get("unaccounted")
+    if verdict.signal == "rss" and unacc is not None:
+        ratio = unacc.slope / g.slope if g.slope > 0 else 0.0
+        if ratio >= 0.5:
+            out.append(
+                f"Unaccounted memory (RSS minus declared {acct} bytes) grows "
+                f"{format_rate(unacc.slope)} ({ratio:.0%} of the RSS growth): memory nobody declared is piling "
+                "up; look for references to evicted data (views, caches, queues, histories)."
+            )
+        else:
+            declared = verdict.related.get("accounted")
+            grows = f" grows {format_rate(declared.slope)}" if declared is not None else " grows"
+            out.append(
+                f"Declared memory ({acct}){grows} and unaccounted memory only "
+                f"{format_rate(unacc.slope)}: the structure itself keeps growing; check that its capacity "
+                "is enforced."
+            )
+    elif verdict.signal == "rss":
+        out.append(
+            "Declare legitimately held memory with rec.account(buffer=buf.nbytes) to separate the buffer's "
+            "own bytes from a leak (signal='unaccounted')."
+        )
+    heap = verdict.related.get("heap")
+    if heap is not None and verdict.signal != "heap":
+        share = heap.slope / g.slope if g.slope > 0 else 0.0
+        where = "Python objects" if share >= 0.5 else "native memory (numpy/torch buffers, C extensions)"
+        out.append(f"Python heap (tracemalloc) grows {format_rate(heap.slope)}: mostly {where}.")
+    if verdict.heap_sites:
+        out.append("Top growing allocation sites in the window: " + "; ".join(verdict.heap_sites) + ".")
+    if verdict.type_growth:
+        out.append(
+            "Object types that grew in the window: "
+            + ", ".join(f"{name} +{count:,}" for name, count in verdict.type_growth)
+            + "."
+        )
+    out.append(
+        "Next: watch what should die with harness.track_release() to get the retainer chain; "
+        "rerun with --leak-memray for a flamegraph of what is still allocated."
+    )
+    return out
+
+
+def growth_summary(verdict: GrowthVerdict) -> str:
+    """One line for a terminal summary: verdict, signal, slope, interval, window, limit."""
+    g, w = verdict.growth, verdict.window
+    after = f" after {w.after!r}" if w.after else ""
+    return (
+        f"{'PASS' if verdict.passed else 'FAIL'} {verdict.signal} {format_rate(g.slope)} "
+        f"[{format_rate_short(g.low)}–{format_rate_short(g.high)}/1k steps] "
+        f"steps {format_step(w.start_step)}–{format_step(w.end_step)}{after}; limit {verdict.limit_text}"
+    )
+
+
+def growth_properties(verdict: GrowthVerdict) -> list[tuple[str, str]]:
+    """junit-xml properties of a growth verdict (names in ``PROPERTIES``)."""
+    g = verdict.growth
+    return [
+        ("leak_verdict", "pass" if verdict.passed else "fail"),
+        ("leak_summary", growth_summary(verdict)),
+        ("leak_signal", verdict.signal),
+        ("leak_slope", format_rate(g.slope)),
+        ("leak_interval", f"{format_rate_short(g.low)}–{format_rate_short(g.high)}/1k steps"),
+        ("leak_limit", verdict.limit_text),
+        ("leak_window", window_text(verdict)),
+        ("leak_slope_bytes_per_step", f"{g.slope:.6g}"),
+    ]
+
+
+def growth_record(verdict: GrowthVerdict) -> dict[str, Any]:
+    """The verdict as data, for verdict.json and the reports."""
+    return {
+        "kind": "growth",
+        "trace": verdict.trace_name,
+        "signal": verdict.signal,
+        "signal_words": signal_words(verdict),
+        "after": verdict.window.after,
+        "event_step": verdict.window.event_step,
+        "window": [verdict.window.start_step, verdict.window.end_step],
+        "slope_bytes_per_step": verdict.growth.slope,
+        "interval": [verdict.growth.low, verdict.growth.high],
+        "confidence": verdict.growth.confidence,
+        "tau": verdict.growth.tau,
+        "p_value": verdict.growth.p_value,
+        "samples": verdict.growth.samples,
+        "limit_bytes_per_step": verdict.limit,
+        "limit_text": verdict.limit_text,
+        "halves_bytes_per_step": list(verdict.halves),
+        "passed": verdict.passed,
+        "budget": verdict.budget,
+        "projected_step": verdict.projected_step,
+        "related": {k: asdict(v) for k, v in verdict.related.items()},
+        "message": growth_message(verdict),
+    }
+
+
+def peak_message(verdict: PeakVerdict) -> str:
+    what = f"Peak during {verdict.label!r}" if verdict.label else "Peak during the block"
+    ratio = (
+        f" ({verdict.ratio:.2f}× the {format_size(verdict.payload)} payload)"
+        if verdict.payload and verdict.ratio is not None
+        else ""
+    )
+    lines = [
+        f"{what} was {format_size(verdict.over_baseline)} above baseline{ratio}; limit {peak_limit_words(verdict)}. "
+        f"Baseline {format_size(verdict.baseline)}."
+    ]
+    when = (
+        f"The peak came at about {verdict.peak_at_s:.1f} s of {verdict.duration_s:.1f} s"
+        if verdict.peak_at_s is not None
+        else f"The block ran {verdict.duration_s:.1f} s"
+    )
+    lines.append(f"{when} (measured by {verdict.method}).")
+    if verdict.children_peak:
+        lines.append(
+            f"Child processes peaked at {format_size(verdict.children_peak)} together (not in the figure above)."
+        )
+    if verdict.sites:
+        lines.append("Top allocation sites at the peak: " + "; ".join(verdict.sites) + ".")
+    if not verdict.passed:
+        lines.append(
+            "Next: find what holds a second copy at the peak (harness.peak(where=True) names the lines); "
+            "for a save, stream each array to the file in chunks instead of building a serialised copy."
+        )
+    return "\n".join(lines)
+
+
+def peak_limit_words(verdict: PeakVerdict) -> str:
+    """The limit as written, with what a ratio resolves to: "1.25x (50.0 MB)", "256 MB"."""
+    if verdict.limit_text.lower().endswith("x"):
+        return f"{verdict.limit_text} ({format_size(verdict.limit)})"
+    return verdict.limit_text
+
+
+def peak_summary(verdict: PeakVerdict) -> str:
+    return (
+        f"PEAK {'PASS' if verdict.passed else 'FAIL'} {format_size(verdict.over_baseline)} over baseline; "
+        f"limit {peak_limit_words(verdict)}"
+    )
+
+
+def peak_properties(verdict: PeakVerdict) -> list[tuple[str, str]]:
+    return [
+        ("leak_peak_verdict", "pass" if verdict.passed else "fail"),
+        ("leak_peak_over_baseline", format_size(verdict.over_baseline)),
+        ("leak_peak_limit", peak_limit_words(verdict)),
+    ]
+
+
+def peak_record(verdict: PeakVerdict) -> dict[str, Any]:
+    return {"kind": "peak", **asdict(verdict), "ratio": verdict.ratio, "message": peak_message(verdict)}
