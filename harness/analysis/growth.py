@@ -20,6 +20,19 @@ RELATED = ("rss", "allocated", "unaccounted", "accounted", "heap", "tree", "chil
 
 
 @dataclass(frozen=True)
+class Site:
+    """An allocation site whose live bytes grew in the window (allocated there, alive at its end)."""
+
+    location: str  # the user's frame: "train.py:42"
+    function: str
+    code: str  # the source line, stripped
+    bytes_per_step: float
+    share: float  # of the growth of the sites' total, 0..1
+    native: str = ""  # the native leaf it went through, as context ("at::native::empty_cpu ... posix_memalign")
+    blocks: int = 0  # live allocations from this site
+
+
+@dataclass(frozen=True)
 class GrowthVerdict:
     """The answer to "does ``signal`` grow faster than ``limit`` after ``after``?"."""
 
@@ -38,6 +51,7 @@ class GrowthVerdict:
     related: dict[str, Growth] = field(default_factory=dict)
     heap_sites: tuple[str, ...] = ()
     type_growth: tuple[tuple[str, int], ...] = ()
+    sites: tuple[Site, ...] = ()  # growing allocation sites, largest first (record(where=True))
 
     @property
     def sustained(self) -> bool:
