@@ -24,6 +24,7 @@ import scipy (whose import alone takes seconds on a loaded CI machine).
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -162,7 +163,11 @@ def kendall(xs: FloatArray, ys: FloatArray) -> tuple[float, float]:
     tau = con_minus_dis / math.sqrt(tot - xtie) / math.sqrt(tot - ytie)
     tau = min(1.0, max(-1.0, tau))
     dis = int(np.sum((sx * sy) < 0))
-    if xtie == 0 and ytie == 0 and (n <= 33 or min(dis, tot - dis) <= 1):
+    if xtie == 0 and ytie == 0 and n > 33 and min(dis, tot - dis) <= 1:
+        # Exact: 1 ordering has no inversion, n - 1 have one (scipy's _kendall_p_exact).
+        c = min(dis, tot - dis)
+        return tau, min(1.0, math.exp(math.log(2.0) - math.lgamma(n + 1 if c == 0 else n)))
+    if xtie == 0 and ytie == 0 and n <= 33:
         from scipy import stats as _sps  # exact p-value for small untied samples
 
         p = float(_sps.kendalltau(xs, ys).pvalue)
@@ -180,7 +185,10 @@ def kendall(xs: FloatArray, ys: FloatArray) -> tuple[float, float]:
 
 
 def robust_growth(
-    steps: Sequence[float] | ArrayLike, values: Sequence[float] | ArrayLike, confidence: float = 0.95, max_points: int = 400
+    steps: Sequence[float] | ArrayLike,
+    values: Sequence[float] | ArrayLike,
+    confidence: float = 0.95,
+    max_points: int = 400,
 ) -> Growth:
     """Theil–Sen slope with its ``confidence`` interval, and a Mann–Kendall trend test."""
     if not 0 < confidence < 1:
@@ -240,7 +248,7 @@ def part_slopes(
     edges = np.linspace(float(xs[0]), float(xs[-1]), parts + 1)
     cuts = np.concatenate(([0], np.searchsorted(xs, edges[1:-1], side="left"), [len(xs)]))
     out = []
-    for a, b in zip(cuts[:-1], cuts[1:], strict=True):
+    for a, b in itertools.pairwise(cuts):
         px, py = block_medians(xs[a:b], ys[a:b], max_points)
         if len(px) < 3 or np.all(py == py[0]):
             out.append(0.0)

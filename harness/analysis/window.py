@@ -5,9 +5,10 @@ Pure: a Trace in, a Window (indices and steps) out, or the series of one signal 
 
 from __future__ import annotations
 
-import bisect
-import math
 from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import NDArray
 
 from harness.analysis.stats import Growth, robust_growth
 from harness.errors import TraceError
@@ -51,8 +52,8 @@ def select_window(trace: Trace, after: str | None = None, settle: object = None)
     span = steps[-1] - origin
     settle_steps = round(amount * span) if kind == "fraction" else int(amount)
     start_step = origin + settle_steps
-    first = next((i for i, s in enumerate(steps) if s >= start_step), len(steps))
-    window = Window(after, origin if after else None, start_step, steps[-1], settle_steps, (first, len(steps)))
+    first = int(np.searchsorted(steps, start_step, side="left"))
+    window = Window(after, origin if after else None, start_step, int(steps[-1]), settle_steps, (first, len(steps)))
     n = len(steps) - first
     if n < MIN_WINDOW_SAMPLES:
         where = f"after {after!r} (step {format_step(origin)})" if after else "after warm-up"
@@ -69,25 +70,26 @@ def window_growth(trace: Trace, signal: str, window: Window, confidence: float =
     return robust_growth(xs, ys, confidence=confidence)
 
 
-def window_series(trace: Trace, signal: str, window: Window) -> tuple[list[float], list[float]]:
-    """(steps, values) of ``signal`` inside ``window``, NaNs dropped."""
+def window_series(trace: Trace, signal: str, window: Window) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """(steps, values) of ``signal`` inside ``window``, NaNs dropped (numpy arrays)."""
     a, b = window.indices
-    values = trace.signal(signal)[a:b]
-    finite = [i for i, v in enumerate(values) if not math.isnan(v)]
-    if len(finite) < MIN_WINDOW_SAMPLES:
+    values = np.asarray(trace.signal(signal)[a:b], dtype=float)
+    finite = ~np.isnan(values)
+    count = int(finite.sum())
+    if count < MIN_WINDOW_SAMPLES:
         raise TraceError(
-            f"signal {signal!r} has {len(finite)} values in the window of trace {trace.name!r}; "
+            f"signal {signal!r} has {count} values in the window of trace {trace.name!r}; "
             f"a slope needs {MIN_WINDOW_SAMPLES}"
         )
-    xs = [float(trace.steps[a + i]) for i in finite]
-    ys = [values[i] for i in finite]
-    return xs, ys
+    xs = np.asarray(trace.steps[a:b], dtype=float)[finite]
+    return xs, values[finite]
 
 
 def growth_since(trace: Trace, step: int, signal: str = "rss", min_samples: int = 10) -> Growth | None:
     """Robust slope of ``signal`` over the samples from ``step`` on; None with too few samples."""
-    start = bisect.bisect_left(trace.steps, step)
+    steps = np.asarray(trace.steps)
+    start = int(np.searchsorted(steps, step, side="left"))
     if len(trace) - start < min_samples:
         return None
     values = trace.signal(signal)
-    return robust_growth([float(s) for s in trace.steps[start:]], values[start:])
+    return robust_growth(steps[start:].astype(float), values[start:])

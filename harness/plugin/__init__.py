@@ -107,10 +107,16 @@ def soak(request: pytest.FixtureRequest) -> Any:
         else:
             reporter.write_line(line)
 
+    # The marker's limit is looked at every minute with alpha spent across the looks.
+    spec, _ = request.config.stash[SESSION_KEY].spec_for(request.node)
+    growth = spec if spec is not None and spec.checks_growth else None
     return SoakBudget(
         minutes=settings.soak_minutes,
         max_steps=int(settings.soak_steps) if settings.soak_steps else None,
         write=write,
+        max_growth=growth.max_growth_text if growth else None,
+        after=growth.after if growth else None,
+        signal=growth.signal if growth else "auto",
     )
 
 
@@ -135,6 +141,7 @@ def memory_trace(request: pytest.FixtureRequest) -> Iterator[Recorder]:
         directory / "trace.jsonl",
         heap=options.heap,
         every=options.every,
+        children=options.children,
         progress=False,
         meta={"test": item.nodeid},
     )
@@ -151,7 +158,13 @@ def memory_trace(request: pytest.FixtureRequest) -> Iterator[Recorder]:
                 capture = directory / "memray.bin"
                 stack.enter_context(memray_capture(capture))
         stack.callback(rec.stop)
-        rec.start()
+        try:
+            rec.start()
+        except OSError as exc:
+            pytest.fail(
+                f"{item.nodeid}: memory_trace cannot write its trace to {str(directory)!r}: {exc.strerror or exc}",
+                pytrace=False,
+            )
         yield rec
     if capture is not None:
         result = memray_flamegraph(capture)
@@ -165,11 +178,18 @@ def memory_trace(request: pytest.FixtureRequest) -> Iterator[Recorder]:
     if session.settings.reports:
         from harness.reports.html import write_test_report
 
-        write_test_report(
-            directory,
-            item.nodeid,
-            item.stash.get(OUTCOME_KEY, "unknown"),
-            rec.trace,
-            item.stash.get(VERDICT_KEY, None),
-            extra,
-        )
+        try:
+            write_test_report(
+                directory,
+                item.nodeid,
+                item.stash.get(OUTCOME_KEY, "unknown"),
+                rec.trace,
+                item.stash.get(VERDICT_KEY, None),
+                extra,
+            )
+        except OSError as exc:
+            pytest.fail(
+                f"{item.nodeid}: the leak report could not be written to {str(directory)!r}: {exc.strerror or exc} "
+                f"(the trace recorded so far is in {str(directory / 'trace.jsonl')!r})",
+                pytrace=False,
+            )

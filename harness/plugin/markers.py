@@ -25,13 +25,14 @@ class LeakSpec:
     max_growth: float | None = None
     max_growth_text: str | None = None
     after: str | None = None
-    signal: str = "rss"
+    signal: str = "auto"
+    children: bool = False
     settle: object = None
     budget: float | None = None
     confidence: float = 0.95
     heap: bool = False
     memray: bool = False
-    every: int = 1
+    every: int | None = None  # None: sample on the recorder's time budget
     max_peak: float | None = None  # bytes over the test's baseline, resolved against payload
     max_peak_text: str | None = None
     payload: float | None = None
@@ -60,13 +61,21 @@ class Argument:
 ARGUMENT_TABLE: tuple[Argument, ...] = (
     Argument("max_growth", None, "growth limit, e.g. '1 MB/1k steps' (checked on memory_trace after the test)"),
     Argument("after", None, "event name the window starts at, e.g. 'eviction'"),
-    Argument("signal", "rss", "what is judged: " + ", ".join(signals.NAMES)),
+    Argument(
+        "signal",
+        "auto",
+        "what is judged: 'auto' (the allocator's live bytes, RSS, and the process tree when recorded), or one of "
+        + ", ".join(signals.NAMES),
+    ),
+    Argument(
+        "children", False, "also record descendant processes (DataLoader workers, a Pool): signals tree, children"
+    ),
     Argument("settle", None, "steps or fraction skipped after the event, e.g. 500 or '10%'"),
     Argument("budget", None, "memory the projection runs out of, e.g. '24 GiB'"),
     Argument("confidence", 0.95, "confidence of the slope interval, between 0 and 1"),
     Argument("heap", False, "trace the Python heap with tracemalloc (slower)"),
     Argument("memray", False, "capture the test with memray and write a flamegraph"),
-    Argument("every", 1, "sample every N steps"),
+    Argument("every", None, "sample every N steps (default: on a time budget)"),
     Argument("max_peak", None, "peak of the whole test over its starting RSS: '256 MB', or '1.25x' with payload="),
     Argument("payload", None, "bytes the test handles, for a ratio max_peak, e.g. '807 MB'"),
     Argument(
@@ -89,7 +98,7 @@ MARKERS: Mapping[str, str] = {
     "soak": "soak(...same arguments as leak...): a long memory test, deselected unless -m selects soak",
 }
 
-SIGNALS = signals.NAMES
+SIGNALS = ("auto", *signals.NAMES)
 
 
 def parse_marker(name: str, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> LeakSpec:
@@ -124,7 +133,7 @@ def parse_marker(name: str, args: tuple[Any, ...], kwargs: Mapping[str, Any]) ->
         if isinstance(conf, bool) or not isinstance(conf, (int, float)) or not 0 < conf < 1:
             raise HarnessUsageError(f"{where}(confidence={conf!r}) must be between 0 and 1, e.g. 0.95")
         spec["confidence"] = float(conf)
-    for flag in ("heap", "memray", "isolate"):
+    for flag in ("heap", "memray", "isolate", "children"):
         if flag in kwargs:
             if not isinstance(kwargs[flag], bool):
                 raise HarnessUsageError(f"{where}({flag}={kwargs[flag]!r}) must be True or False")

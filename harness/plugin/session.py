@@ -38,10 +38,18 @@ _SHOWN = {"leak_trace", "leak_verdict", "leak_peak_verdict"}
 
 
 def safe_name(nodeid: str) -> str:
+    """A directory name for ``nodeid``, distinct for distinct node ids.
+
+    A plain id ("test_x.py::test_a") keeps its readable name; one whose characters had to
+    be replaced ("a/b", "a:b", "a b", "a?b" in a parameter id, a path) gets a short hash
+    of the whole id, so no two tests (or two xdist workers) ever share a directory.
+    """
     name = re.sub(r"[^A-Za-z0-9_.-]+", "_", nodeid).strip("_")
+    lossless = re.fullmatch(r"[A-Za-z0-9_.-]+(::[A-Za-z0-9_.-]+)*", nodeid) is not None
+    digest = hashlib.sha1(nodeid.encode()).hexdigest()[:10]
     if len(name) > 120:
-        name = name[:100] + "-" + hashlib.sha1(nodeid.encode()).hexdigest()[:10]
-    return name
+        return name[:100] + "-" + digest
+    return name if lossless else f"{name}-{digest}"
 
 
 def leak_marker(item: pytest.Item) -> pytest.Mark | None:
@@ -55,6 +63,7 @@ class LeakSession:
         self.config = config
         self.settings = settings
         self.rows: list[dict[str, str]] = []
+        self.index_error = ""
 
     # -- per-test state ---------------------------------------------------------------
     def spec_for(self, item: pytest.Item) -> tuple[LeakSpec | None, str | None]:
@@ -143,7 +152,8 @@ class LeakSession:
                 signal=spec.signal,
                 settle=spec.settle,
                 budget=self.item_settings(item).budget,
-                confidence=spec.confidence,
+                # A soak that looked along the way spent alpha: its final look is stricter.
+                confidence=max(spec.confidence, float(rec.trace.meta.get("soak_final_confidence", 0.0))),
                 source=f"@pytest.mark.{spec.marker}",
             )
         except HarnessUsageError as exc:
@@ -237,7 +247,9 @@ class LeakSession:
         for row in sorted(self.rows, key=lambda r: r["test"]):
             line = row["summary"] or f"recorded (no growth limit) [{row['outcome']}]"
             terminalreporter.write_line(f"{row['test']}: {line}")
-        if self.settings.reports:
+        if self.index_error:
+            terminalreporter.write_line(self.index_error, red=True)
+        elif self.settings.reports:
             terminalreporter.write_line(f"reports: {self.settings.report_dir / 'index.html'}")
 
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
@@ -245,4 +257,9 @@ class LeakSession:
             return
         from harness.reports.html import write_index
 
-        write_index(self.settings.report_dir, self.rows)
+        try:
+            write_index(self.settings.report_dir, self.rows)
+        except OSError as exc:  # a full disk or a read-only report dir must not take the summary down
+            self.index_error = (
+                f"reports: could not write {self.settings.report_dir / 'index.html'}: {exc.strerror or exc}"
+            )

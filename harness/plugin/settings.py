@@ -169,16 +169,18 @@ class ItemSettings:
     budget: float | None
     memray: bool
     heap: bool
-    every: int
+    every: int | None
+    children: bool
 
 
 def for_item(spec: Any, settings: Settings) -> ItemSettings:
     """Merge a validated marker (``LeakSpec``, or None) over the session settings."""
     if spec is None:
-        return ItemSettings(budget=settings.budget, memray=settings.memray, heap=False, every=1)
+        return ItemSettings(budget=settings.budget, memray=settings.memray, heap=False, every=None, children=False)
     return ItemSettings(
         budget=spec.budget if spec.budget is not None else settings.budget,
         memray=bool(spec.memray or settings.memray),
         heap=bool(spec.heap),
-        every=int(spec.every),
+        every=spec.every,
+        children=bool(spec.children),
     )

@@ -15,7 +15,7 @@ def assert_no_linear_growth(
     *,
     after: str | None = None,
     max_growth: object = "1 MB/1k steps",
-    signal: str = "rss",
+    signal: str = "auto",
     settle: object = None,
     budget: object = None,
     confidence: float = 0.95,

@@ -17,6 +17,7 @@ from harness.units import format_rate, format_rate_short, format_size, format_st
 if TYPE_CHECKING:
     from harness.analysis.growth import GrowthVerdict
     from harness.analysis.peak import PeakVerdict
+    from harness.analysis.trend import Trend
 
 #: junit-xml property names, one schema for every verdict (what each holds).
 PROPERTIES: dict[str, str] = {
@@ -61,39 +62,103 @@ def growth_headline(verdict: GrowthVerdict) -> str:
 
 def growth_message(verdict: GrowthVerdict) -> str:
     lines = [growth_headline(verdict) + "."]
-    g = verdict.growth
+    g, t = verdict.growth, verdict.trend
     if not verdict.passed:
+        lines.extend(_relation(verdict))
         if verdict.projected_step is not None and verdict.budget is not None:
+            on = signals.words(verdict.projection_signal, " + ".join(verdict.accounting))
             lines.append(
                 f"At this rate {format_size(verdict.budget)} ({verdict.budget_source}) is reached at step "
-                f"{format_step(verdict.projected_step)}."
+                f"{format_step(verdict.projected_step)} (projected on {on}, what the OOM killer sees)."
             )
-        lines.append(
-            f"The growth is sustained: {format_rate(verdict.halves[0])} in the first half of the window, "
-            f"{format_rate(verdict.halves[1])} in the second."
-        )
+        if t is not None:
+            lines.append(_sustained_words(t))
         lines.extend(_evidence(verdict))
-    elif g.exceeds(verdict.limit):
+    elif g.exceeds(verdict.limit) and t is not None:
         lines.append(
-            f"Passed: the interval lies above the limit but the growth is not sustained "
-            f"({format_rate(verdict.halves[0])} in the first half of the window, {format_rate(verdict.halves[1])} "
-            "in the second): a transient such as allocator warm-up, not linear growth."
+            f"Passed: the interval lies above the limit, but the rise stopped: after step "
+            f"{format_step(t.shift_step or 0)} memory grows {format_rate(t.slope)} (interval "
+            f"{format_rate_short(t.low)}–{format_rate_short(t.high)}/1k; {format_rate(t.before)} before): "
+            "a one-off rise such as allocator warm-up or a fill, not sustained growth."
         )
     else:
         lines.append(
             f"Passed: the {round(g.confidence * 100)}% interval does not lie above the limit "
             f"(Kendall tau {g.tau:+.2f}, p={g.p_value:.2g})."
         )
+    others = [j for j in verdict.judged if j.signal != verdict.signal]
+    if verdict.passed and others:
+        lines.append(
+            "Also judged: "
+            + "; ".join(f"{signals.words(j.signal)} {format_rate(j.growth.slope)}" for j in others)
+            + "."
+        )
     return "\n".join(lines)
+
+
+def _sustained_words(t: Trend) -> str:
+    interval = f"interval {format_rate_short(t.low)}–{format_rate_short(t.high)}/1k"
+    if t.shift_step is None:
+        return f"The growth is sustained: {format_rate(t.slope)} over the whole window ({interval})."
+    return (
+        f"The growth is sustained: it still grows {format_rate(t.slope)} after step {format_step(t.shift_step)} "
+        f"({interval}), where the best break of the window falls ({format_rate(t.before)} before it): "
+        "not a one-off rise that stopped."
+    )
+
+
+def _relation(verdict: GrowthVerdict) -> list[str]:
+    """How the judged signal relates to RSS, the allocator and the process tree."""
+    out: list[str] = []
+    rel = {j.signal: j for j in verdict.judged}
+    alloc, rss, tree = rel.get("allocated"), rel.get("rss"), rel.get("tree")
+    limit = verdict.limit
+    if verdict.signal == "allocated" and rss is not None:
+        ratio = rss.growth.slope / alloc.growth.slope if alloc is not None and alloc.growth.slope > 0 else 0.0
+        if ratio > 0:
+            out.append(
+                f"RSS grows {format_rate(rss.growth.slope)}, so {ratio:.1f}× of what leaks reaches the OS "
+                "(the allocator reuses freed holes first, then the heap grows in stairs)."
+            )
+        else:
+            out.append(
+                f"RSS does not grow yet ({format_rate(rss.growth.slope)}): the leak is filling memory the heap "
+                "already had; it reaches the OS once those holes are full."
+            )
+    elif verdict.signal == "rss" and alloc is not None and not alloc.fails(limit):
+        out.append(
+            f"The allocator's live bytes do not grow ({format_rate(alloc.growth.slope)}): what your code holds "
+            "through malloc is flat, so this is fragmentation or allocator retention (freed memory glibc keeps), "
+            "or memory outside malloc (Python objects in pymalloc arenas, memory-mapped files). "
+            "Try: malloc_trim(0) after big frees, MALLOC_ARENA_MAX=2 for threaded loaders, "
+            "MALLOC_MMAP_THRESHOLD_=131072 so large buffers go back to the OS; "
+            "record with heap=True to see Python objects."
+        )
+    if verdict.signal == "tree" and not any(j.fails(limit) for j in verdict.judged if j.signal != "tree"):
+        out.append("This process does not grow: the growth is in its child processes.")
+    if verdict.processes and (verdict.signal in ("tree", "children") or (tree is not None and tree.fails(limit))):
+        out.append(
+            "Growing child processes (PSS per 1k steps in the window): "
+            + "; ".join(
+                f"{p.name} (pid {p.pid}) {format_rate_short(p.bytes_per_step)}/1k, "
+                f"{format_size(p.first_pss)} → {format_size(p.last_pss)}"
+                for p in verdict.processes[:6]
+            )
+            + ". In forked workers this is often copy-on-read (pytorch#13246): store the dataset in numpy arrays "
+            "or bytes instead of Python lists/dicts; or a per-worker cache without a bound."
+        )
+    return out
 
 
 def _evidence(verdict: GrowthVerdict) -> list[str]:
     out: list[str] = []
     g = verdict.growth
+    rec = verdict.recorder
     acct = " + ".join(verdict.accounting)
     unacc = verdict.related.get("unaccounted")
-    if verdict.signal == "rss" and unacc is not None:
-        ratio = unacc.slope / g.slope if g.slope > 0 else 0.0
+    if unacc is not None and verdict.signal in ("rss", "allocated"):
+        rss = verdict.related.get("rss", g)
+        ratio = unacc.slope / rss.slope if rss.slope > 0 else 0.0
         if ratio >= 0.5:
             out.append(
                 f"Unaccounted memory (RSS minus declared {acct} bytes) grows "
@@ -108,28 +173,34 @@ def _evidence(verdict: GrowthVerdict) -> list[str]:
                 f"{format_rate(unacc.slope)}: the structure itself keeps growing; check that its capacity "
                 "is enforced."
             )
-    elif verdict.signal == "rss":
-        out.append(
-            "Declare legitimately held memory with rec.account(buffer=buf.nbytes) to separate the buffer's "
-            "own bytes from a leak (signal='unaccounted')."
-        )
     heap = verdict.related.get("heap")
     if heap is not None and verdict.signal != "heap":
         share = heap.slope / g.slope if g.slope > 0 else 0.0
         where = "Python objects" if share >= 0.5 else "native memory (numpy/torch buffers, C extensions)"
         out.append(f"Python heap (tracemalloc) grows {format_rate(heap.slope)}: mostly {where}.")
+    if verdict.sites:
+        out.append("Growing allocation sites in the window (live bytes added per 1k steps, share):")
+        for site in verdict.sites[:8]:
+            code = f"  {site.code}" if site.code else ""
+            out.append(
+                f"  {site.location} in {site.function}{code}  "
+                f"{format_rate_short(site.bytes_per_step)}/1k  {site.share:.0%}"
+                + (f"\n     ← {site.native}" if site.native else "")
+            )
     if verdict.heap_sites:
-        out.append("Top growing allocation sites in the window: " + "; ".join(verdict.heap_sites) + ".")
+        out.append("Top growing Python allocation sites (tracemalloc): " + "; ".join(verdict.heap_sites) + ".")
     if verdict.type_growth:
         out.append(
-            "Object types that grew in the window: "
+            "Object types that grew with the steps: "
             + ", ".join(f"{name} +{count:,}" for name, count in verdict.type_growth)
             + "."
         )
-    out.append(
-        "Next: watch what should die with harness.track_release() to get the retainer chain; "
-        "rerun with --leak-memray for a flamegraph of what is still allocated."
-    )
+    nxt = ["watch what should die with harness.track_release() to get the retainer chain"]
+    if not verdict.sites:
+        nxt.append("record with where=True (pytest: --leak-where=always) to name the lines that allocate what grows")
+    if not verdict.accounting and verdict.signal == "rss":
+        nxt.append(f"if a buffer legitimately grows, declare it with {rec}.account(buffer=...) and judge 'unaccounted'")
+    out.append("Next: " + "; ".join(nxt) + ".")
     return out
 
 
@@ -177,7 +248,14 @@ def growth_record(verdict: GrowthVerdict) -> dict[str, Any]:
         "samples": verdict.growth.samples,
         "limit_bytes_per_step": verdict.limit,
         "limit_text": verdict.limit_text,
-        "halves_bytes_per_step": list(verdict.halves),
+        "requested": verdict.requested,
+        "judged": {
+            j.signal: {"growth": asdict(j.growth), "trend": asdict(j.trend), "fails": j.fails(verdict.limit)}
+            for j in verdict.judged
+        },
+        "trend": asdict(verdict.trend) if verdict.trend is not None else None,
+        "processes": [asdict(p) for p in verdict.processes],
+        "sites": [asdict(site) for site in verdict.sites],
         "passed": verdict.passed,
         "budget": verdict.budget,
         "projected_step": verdict.projected_step,
