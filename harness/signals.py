@@ -34,7 +34,7 @@ SIGNALS: dict[str, Signal] = {
         Signal("rss", "RSS", "bytes", "#1f77b4", "/proc/self/statm (psutil elsewhere)"),
         Signal(
             "allocated",
-            "Allocator live bytes",
+            "Allocator live memory",
             "bytes",
             "#ff7f0e",
             "glibc mallinfo2(): in-use heap bytes + mmapped blocks (what malloc handed out and was not freed)",

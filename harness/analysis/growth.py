@@ -13,7 +13,7 @@ from typing import Any
 from harness.analysis.stats import Growth, robust_growth, steps_until
 from harness.analysis.trend import Trend, sustained_trend
 from harness.analysis.window import Window, select_window, window_growth, window_series
-from harness.errors import TraceError
+from harness.errors import HarnessUsageError, TraceError
 from harness.recording.trace import Trace
 from harness.units import format_rate, parse_rate, parse_size
 
@@ -143,6 +143,14 @@ def growth_verdict(
     confidence: float = 0.95,
     source: str = "assert_no_linear_growth",
 ) -> GrowthVerdict:
+    if not isinstance(trace, Trace):
+        raise HarnessUsageError(
+            f"{source} got {type(trace).__name__} {trace!r:.60}, not a Trace; read a file with harness.Trace.load(path)"
+        )
+    if isinstance(confidence, bool) or not isinstance(confidence, (int, float)) or not 0 < confidence < 1:
+        raise HarnessUsageError(f"{source} confidence={confidence!r:.40} must be a number between 0 and 1, e.g. 0.95")
+    if not isinstance(signal, str) or not signal:
+        raise HarnessUsageError(f"{source} signal={signal!r:.40} must be a signal name such as 'rss', 'heap' or 'tree'")
     limit = parse_rate(max_growth, f"{source} max_growth=")
     if budget is not None:
         budget_bytes: float | None = parse_size(budget, f"{source} budget=")
@@ -193,12 +201,25 @@ def growth_verdict(
         judged=tuple(judged),
         accounting=tuple(trace.accounting_names()),
         related=related,
-        heap_sites=tuple(trace.meta.get(heap_key, [])),
+        heap_sites=tuple(trace.meta.get(heap_key) or trace.meta.get("heap_growth") or []),
         type_growth=_scaling_types(trace.meta.get(gc_key, []), window),
         processes=process_growth(trace, window),
         recorder="memory_trace" if trace.meta.get("test") else "rec",
         projection_signal=projection_signal if projection is not decisive.growth else decisive.signal,
+        sites=sites_from_meta(trace.meta),
     )
+
+
+def sites_from_meta(meta: dict[str, Any]) -> tuple[Site, ...]:
+    """The allocation sites a ``record(where=True)`` kept in the trace's metadata."""
+    out: list[Site] = []
+    for raw in meta.get("sites") or []:
+        if isinstance(raw, dict):
+            try:
+                out.append(Site(**raw))
+            except TypeError:  # a trace written by another version
+                continue
+    return tuple(out)
 
 
 def _scaling_types(raw: Any, window: Window) -> tuple[tuple[str, int], ...]:

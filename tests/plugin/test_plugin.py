@@ -62,10 +62,10 @@ def test_a_growing_test_fails_with_the_verdict_and_keeps_its_trace(pytester, run
     out = result.stdout.str()
     result.stdout.fnmatch_lines(
         [
-            "*GrowthError: RSS grows * MB per 1k steps after 'full' (step 500; window steps *limit 1 MB/1k steps*",
+            "*GrowthError: Allocator live memory grows * MB per 1k steps after 'full' (step 500; window steps *limit 1 MB/1k steps*",
             "*At this rate * is reached at step *",
             "*memory leak harness*",
-            "test_leaky.py::test_grows: FAIL rss * MB/1k steps*after 'full'; limit 1 MB/1k steps",
+            "test_leaky.py::test_grows: FAIL allocated * MB/1k steps*after 'full'; limit 1 MB/1k steps",
         ]
     )
     assert "Traceback" not in out and "INTERNALERROR" not in out
@@ -78,7 +78,7 @@ def test_a_growing_test_fails_with_the_verdict_and_keeps_its_trace(pytester, run
     verdict = json.loads((pytester.path / "reports" / "test_leaky.py_test_grows" / "verdict.json").read_text())
     assert verdict["outcome"] == "failed" and verdict["verdict"]["passed"] is False
     html = (pytester.path / "reports" / "test_leaky.py_test_grows" / "report.html").read_text()
-    assert "<svg" in html and "RSS grows" in html
+    assert "<svg" in html and "Allocator live memory grows" in html
     assert "test_leaky.py::test_grows" in (pytester.path / "reports" / "index.html").read_text()
 
 
@@ -86,7 +86,7 @@ def test_a_flat_test_passes_and_says_so_in_the_summary(pytester, run):
     pytester.makepyfile(test_flat=FLAT)
     result = run()
     result.assert_outcomes(passed=1)
-    result.stdout.fnmatch_lines(["test_flat.py::test_flat: PASS rss *after 'full'; limit 1 MB/1k steps"])
+    result.stdout.fnmatch_lines(["test_flat.py::test_flat: PASS allocated *after 'full'; limit 1 MB/1k steps"])
 
 
 def test_results_survive_xdist(pytester, run):

@@ -31,7 +31,7 @@ def test_soak_minutes_runs_for_the_budget_with_progress_and_a_verdict(pytester):
         [
             "*[[]soak test_s.py::test_soak[]] step * RSS * slope * since 'full' * min of 0.04 min*",
             "*(budget spent)*",
-            "test_s.py::test_soak: PASS rss *after 'full'; limit 1 MB/1k steps",
+            "test_s.py::test_soak: PASS allocated *after 'full'; limit 1 MB/1k steps",
         ]
     )
     assert out.count("[soak ") >= 3

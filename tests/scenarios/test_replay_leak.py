@@ -27,7 +27,10 @@ def test_view_leak_is_caught_by_growth_and_by_liveness(memory_trace):
     with pytest.raises(harness.GrowthError) as growth:
         harness.assert_no_linear_growth(memory_trace.trace, after="eviction", max_growth=LIMIT)
     text = str(growth.value)
-    assert "RSS grows" in text and "after 'eviction'" in text and "limit 1.0 MB/1k steps" in text
+    assert text.startswith("Allocator live memory grows") and "after 'eviction'" in text
+    assert "limit 1 MB/1k steps" in text
+    # RSS grows ~15x what the allocator holds on to: fragmentation amplifies the leak.
+    assert "RSS grows" in text and "of what leaks reaches the OS" in text
     assert "Unaccounted memory" in text and "references to evicted data" in text
     with pytest.raises(harness.ReleaseError) as released:
         run.tracker.assert_released()
@@ -39,5 +42,5 @@ def test_view_leak_is_caught_by_growth_and_by_liveness(memory_trace):
 @pytest.mark.leak
 def test_loss_accumulated_with_its_graph_is_caught(memory_trace):
     drive_replay(memory_trace, ReplayConfig(variant="loss_leak", steps=BAD_STEPS))
-    with pytest.raises(harness.GrowthError, match=r"RSS grows .* per 1k steps after 'eviction'"):
+    with pytest.raises(harness.GrowthError, match=r"Allocator live memory grows .* per 1k steps after 'eviction'"):
         harness.assert_no_linear_growth(memory_trace.trace, after="eviction", max_growth=LIMIT)
