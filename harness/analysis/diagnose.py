@@ -8,6 +8,7 @@ from typing import Literal
 
 from harness.analysis.stats import Growth
 from harness.analysis.window import select_window, window_growth
+from harness.errors import HarnessUsageError
 from harness.recording.trace import Trace
 from harness.units import format_rate, format_rate_short, parse_rate
 
@@ -40,6 +41,10 @@ def diagnose(
     trace: Trace, *, after: str | None = None, max_growth: object = "1 MB/1k steps", settle: object = None
 ) -> Diagnosis:
     """Tell apart incident 1's cases A–D from the slopes after ``after``."""
+    if not isinstance(trace, Trace):
+        raise HarnessUsageError(
+            f"diagnose got {type(trace).__name__} {trace!r:.60}, not a Trace; read a file with harness.Trace.load(path)"
+        )
     limit = parse_rate(max_growth, "diagnose max_growth=")
     window = select_window(trace, after, settle)
     present = trace.signals

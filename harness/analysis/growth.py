@@ -88,6 +88,7 @@ class GrowthVerdict:
     processes: tuple[ProcessGrowth, ...] = ()  # descendants whose PSS grew in the window
     projection_signal: str = "rss"  # what the projection runs on (RSS or the tree: what the OOM killer sees)
     recorder: str = "rec"  # what the user calls the recorder, for advice ("memory_trace" in pytest)
+    skipped: tuple[str, ...] = ()  # signals "auto" could not judge, and why
 
     @property
     def sustained(self) -> bool:
@@ -161,8 +162,15 @@ def growth_verdict(
     window = select_window(trace, after, settle)
     names = auto_signals(trace) if signal == "auto" else [signal]
     judged: list[Judgement] = []
+    skipped: list[str] = []
     for name in names:
-        xs, ys = window_series(trace, name, window)
+        try:
+            xs, ys = window_series(trace, name, window)
+        except TraceError as exc:
+            if signal != "auto" or name == names[0]:
+                raise
+            skipped.append(str(exc))  # e.g. a tree read too few times in a short window
+            continue
         judged.append(
             Judgement(name, robust_growth(xs, ys, confidence=confidence), sustained_trend(xs, ys, confidence))
         )
@@ -205,6 +213,7 @@ def growth_verdict(
         type_growth=_scaling_types(trace.meta.get(gc_key, []), window),
         processes=process_growth(trace, window),
         recorder="memory_trace" if trace.meta.get("test") else "rec",
+        skipped=tuple(skipped),
         projection_signal=projection_signal if projection is not decisive.growth else decisive.signal,
         sites=sites_from_meta(trace.meta),
     )

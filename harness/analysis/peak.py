@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from harness.errors import HarnessUsageError
 from harness.units import format_size, parse_limit, parse_size
 
 
@@ -40,6 +41,11 @@ class PeakVerdict:
 
 def peak_verdict(result: Any, limit: object, payload: object = None, source: str = "assert_peak_within") -> PeakVerdict:
     """Compare a :class:`harness.recording.peak.PeakResult` with a limit ("1.25x" of ``payload`` or "256 MB")."""
+    if not all(hasattr(result, name) for name in ("over_baseline", "baseline", "sites", "label")):
+        raise HarnessUsageError(
+            f"{source} got {type(result).__name__} {result!r:.60}, not a peak result; "
+            "measure with `with harness.peak() as pk:` and pass pk"
+        )
     parsed = parse_limit(limit, f"{source} limit")
     payload_bytes = parse_size(payload, f"{source} payload=") if payload is not None else None
     limit_bytes = parsed.resolve(payload_bytes, f"{source} limit {limit!r}")

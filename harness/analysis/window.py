@@ -70,16 +70,27 @@ def window_growth(trace: Trace, signal: str, window: Window, confidence: float =
     return robust_growth(xs, ys, confidence=confidence)
 
 
+#: The process tree is read on a time budget (smaps_rollup costs 3–60 ms a tree here), so
+#: a short test has a few dozen reads, not thousands; its slope is judged from fewer.
+MIN_TREE_SAMPLES = 8
+
+
+def min_samples(signal: str) -> int:
+    return MIN_TREE_SAMPLES if signal in ("tree", "children") else MIN_WINDOW_SAMPLES
+
+
 def window_series(trace: Trace, signal: str, window: Window) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
     """(steps, values) of ``signal`` inside ``window``, NaNs dropped (numpy arrays)."""
     a, b = window.indices
     values = np.asarray(trace.signal(signal)[a:b], dtype=float)
     finite = ~np.isnan(values)
     count = int(finite.sum())
-    if count < MIN_WINDOW_SAMPLES:
+    needed = min_samples(signal)
+    if count < needed:
         raise TraceError(
             f"signal {signal!r} has {count} values in the window of trace {trace.name!r}; "
-            f"a slope needs {MIN_WINDOW_SAMPLES}"
+            f"a slope needs {needed}"
+            + (": the process tree is read on a time budget, run longer" if needed < MIN_WINDOW_SAMPLES else "")
         )
     xs = np.asarray(trace.steps[a:b], dtype=float)[finite]
     return xs, values[finite]

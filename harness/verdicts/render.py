@@ -86,6 +86,7 @@ def growth_message(verdict: GrowthVerdict) -> str:
             f"Passed: the {round(g.confidence * 100)}% interval does not lie above the limit "
             f"(Kendall tau {g.tau:+.2f}, p={g.p_value:.2g})."
         )
+    lines.extend(f"Not judged: {why}." for why in verdict.skipped)
     others = [j for j in verdict.judged if j.signal != verdict.signal]
     if verdict.passed and others:
         lines.append(
@@ -200,6 +201,9 @@ def _evidence(verdict: GrowthVerdict) -> list[str]:
         nxt.append("record with where=True (pytest: --leak-where=always) to name the lines that allocate what grows")
     if not verdict.accounting and verdict.signal == "rss":
         nxt.append(f"if a buffer legitimately grows, declare it with {rec}.account(buffer=...) and judge 'unaccounted'")
+    if verdict.window.after is None:
+        where = "and pass after='warmup' to the marker" if rec == "memory_trace" else "and judge after='warmup'"
+        nxt.append(f"mark where steady state starts with {rec}.mark('warmup') {where}")
     out.append("Next: " + "; ".join(nxt) + ".")
     return out
 
