@@ -41,7 +41,7 @@ _NUMBER = r"[+-]?(?:\d+(?:[_,]\d{3})*(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?"
 _SIZE_RE = re.compile(rf"^\s*(?P<num>{_NUMBER})\s*(?P<unit>[A-Za-z]*)\s*$")
 _PER_RE = re.compile(
     rf"^\s*(?P<size>.+?)\s*(?:/|\bper\b)\s*(?P<count>{_NUMBER})?\s*(?P<mult>[kKmM])?\s*"
-    r"(?:steps?)?\s*$"
+    r"(?P<steps>steps?)?\s*$"
 )
 _RATIO_RE = re.compile(rf"^\s*(?P<num>{_NUMBER})\s*[x×]\s*$")
 
@@ -54,12 +54,20 @@ def _number(text: str) -> float:
     return float(text.replace("_", "").replace(",", ""))
 
 
+def _float(value: int | float) -> float:
+    """float(value), with an int too large for a float reported as infinite (not OverflowError)."""
+    try:
+        return float(value)
+    except OverflowError:
+        return math.inf if value > 0 else -math.inf
+
+
 def parse_size(value: object, source: str | None = None) -> float:
     """Bytes in ``value``: a number of bytes, or a string like "512 MB" or "1.5 GiB"."""
     if isinstance(value, bool):
         raise HarnessUsageError(f"size {value!r}{_where(source)} is a bool; give bytes or a string like '512 MB'")
     if isinstance(value, (int, float)):
-        size = float(value)
+        size = _float(value)
     elif isinstance(value, str):
         match = _SIZE_RE.match(value)
         if match is None:
@@ -87,7 +95,7 @@ def parse_rate(value: object, source: str | None = None) -> float:
     if isinstance(value, bool):
         raise HarnessUsageError(f"rate {value!r}{_where(source)} is a bool; give bytes/step or '1 MB/1k steps'")
     if isinstance(value, (int, float)):
-        rate = float(value)
+        rate = _float(value)
         if not math.isfinite(rate) or rate < 0:
             raise HarnessUsageError(f"rate {value!r}{_where(source)} must be a finite number of bytes per step >= 0")
         return rate
@@ -97,7 +105,7 @@ def parse_rate(value: object, source: str | None = None) -> float:
             "give bytes/step or a string like '1 MB/1k steps'"
         )
     match = _PER_RE.match(value)
-    if match is None:
+    if match is None or not (match.group("count") or match.group("mult") or match.group("steps")):
         raise HarnessUsageError(
             f"cannot read rate {value!r}{_where(source)}: "
             "expected a size per steps, like '1 MB/1k steps' or '4 KB/step'"
@@ -111,9 +119,16 @@ def parse_rate(value: object, source: str | None = None) -> float:
     count = _number(match.group("count")) if match.group("count") else 1.0
     mult = (match.group("mult") or "").lower()
     count *= {"": 1, "k": 1_000, "m": 1_000_000}[mult]
-    if count <= 0:
-        raise HarnessUsageError(f"rate {value!r}{_where(source)} divides by {count:g} steps; use a positive count")
-    return size / count
+    if not math.isfinite(count) or count <= 0:
+        raise HarnessUsageError(
+            f"rate {value!r}{_where(source)} divides by {count:g} steps; use a finite positive count"
+        )
+    rate = size / count
+    if not math.isfinite(rate) or (rate == 0 and size != 0):
+        raise HarnessUsageError(
+            f"rate {value!r}{_where(source)} is {rate:g} bytes per step, out of range; use e.g. '1 MB/1k steps'"
+        )
+    return rate
 
 
 def parse_ratio(value: object, source: str | None = None) -> float:
@@ -128,22 +143,36 @@ def parse_ratio(value: object, source: str | None = None) -> float:
 
 
 def parse_settle(value: object, source: str = "settle=") -> tuple[str, float]:
-    """("fraction", 0.1) for 0.1 or "10%"; ("steps", 500) for 500."""
-    if isinstance(value, str) and value.strip().endswith("%"):
-        try:
-            frac = float(value.strip()[:-1]) / 100
-        except ValueError:
-            frac = -1.0
-        if 0 <= frac < 1:
-            return ("fraction", frac)
-    elif isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value >= 0:
-        return ("fraction", float(value)) if value < 1 else ("steps", float(value))
-    raise HarnessUsageError(f"cannot read {source} {value!r}: give a step count like 500 or a fraction like '10%'")
+    """("fraction", 0.1) for 0.1, "0.1" or "10%"; ("steps", 500) for 500, "500" or "500 steps"."""
+    number: float | None = None
+    if isinstance(value, str):
+        text = value.strip()
+        if text.endswith("%"):
+            try:
+                frac = float(text[:-1]) / 100
+            except ValueError:
+                frac = -1.0
+            if 0 <= frac < 1:
+                return ("fraction", frac)
+        else:
+            text = re.sub(r"\s*steps?$", "", text)
+            if re.fullmatch(_NUMBER, text):
+                number = _number(text)
+    elif isinstance(value, (int, float)) and not isinstance(value, bool):
+        number = _float(value)
+    if number is not None and math.isfinite(number) and number >= 0:
+        if number < 1:
+            return ("fraction", number)
+        if number == int(number):
+            return ("steps", number)
+    raise HarnessUsageError(
+        f"cannot read {source} {value!r}: give a whole step count like 500 or a fraction like 0.1 or '10%'"
+    )
 
 
 def parse_duration(value: object, source: str) -> float:
     """Seconds in ``value``: a number, or "120 s", "2 min", "1.5 h"."""
-    if isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0:
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and 0 < _float(value) < math.inf:
         return float(value)
     if isinstance(value, str):
         parts = value.strip().split()
@@ -155,10 +184,10 @@ def parse_duration(value: object, source: str) -> float:
                     break
         scale = {"ms": 0.001, "s": 1, "sec": 1, "m": 60, "min": 60, "h": 3600}.get(unit)
         try:
-            seconds = float(text) * scale if scale else -1.0
+            seconds = float(text) * scale if scale and re.fullmatch(_NUMBER, text) else -1.0
         except ValueError:
             seconds = -1.0
-        if seconds > 0:
+        if 0 < seconds < math.inf:
             return seconds
     raise HarnessUsageError(f"cannot read duration {value!r} (from {source}): use seconds or e.g. '120 s', '2 min'")
 
@@ -254,16 +283,21 @@ class Threshold:
 def parse_threshold(value: object, source: str | None = None) -> Threshold:
     """One parser for component thresholds: "> 0", ">= 50", "1..10", "sum > 10", or a number (">= n")."""
     if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return Threshold(">=", float(value), text=f">= {value:g}")
-    if isinstance(value, str):
+        if math.isfinite(_float(value)):
+            return Threshold(">=", float(value), text=f">= {value:g}")
+    elif isinstance(value, str):
         match = _THRESHOLD_RE.match(value)
         if match is not None:
             scope = (match.group("scope") or "each").strip()
+            text = " ".join(value.split())
             if match.group("op"):
-                return Threshold(match.group("op"), _number(match.group("num")), scope=scope, text=value.strip())
-            lo, hi = _number(match.group("lo")), _number(match.group("hi"))
-            if lo <= hi:
-                return Threshold("range", lo, hi, scope=scope, text=value.strip())
+                num = _number(match.group("num"))
+                if math.isfinite(num):
+                    return Threshold(match.group("op"), num, scope=scope, text=text)
+            else:
+                lo, hi = _number(match.group("lo")), _number(match.group("hi"))
+                if math.isfinite(lo) and math.isfinite(hi) and lo <= hi:
+                    return Threshold("range", lo, hi, scope=scope, text=text)
     raise HarnessUsageError(
         f"cannot read threshold {value!r}{_where(source)}: use '> 0', '>= 50', '1..10' or 'sum > 10'"
     )

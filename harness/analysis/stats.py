@@ -123,8 +123,21 @@ def _repeat_counts(values: FloatArray) -> NDArray[np.int64]:
     return counts[counts > 1].astype(np.int64)
 
 
-def theil_sen(xs: FloatArray, ys: FloatArray, confidence: float) -> tuple[float, float, float, float]:
-    """(slope, intercept, low, high): Theil–Sen with Sen's (1968, eq. 2.6) interval."""
+def lag1_autocorrelation(values: FloatArray) -> float:
+    """Lag-1 autocorrelation of a series (0 for fewer than 3 values or a constant one)."""
+    r = np.asarray(values, dtype=float)
+    if len(r) < 3:
+        return 0.0
+    r = r - r.mean()
+    denom = float(np.dot(r, r))
+    return float(np.dot(r[1:], r[:-1]) / denom) if denom > 0 else 0.0
+
+
+def theil_sen(
+    xs: FloatArray, ys: FloatArray, confidence: float, inflate: float = 1.0
+) -> tuple[float, float, float, float]:
+    """(slope, intercept, low, high): Theil–Sen with Sen's (1968, eq. 2.6) interval, its
+    standard deviation of Kendall's S multiplied by ``inflate`` (see ``robust_growth``)."""
     slopes = _pair_slopes(xs, ys)
     if not slopes.size:
         return 0.0, float(np.median(ys)), math.nan, math.nan
@@ -141,7 +154,7 @@ def theil_sen(xs: FloatArray, ys: FloatArray, confidence: float) -> tuple[float,
     nt = len(slopes)
     if sigsq < 0:
         return slope, intercept, math.nan, math.nan
-    sigma = math.sqrt(sigsq)
+    sigma = math.sqrt(sigsq) * inflate
     upper = min(round((nt - z * sigma) / 2.0), nt - 1)
     lower = max(round((nt + z * sigma) / 2.0) - 1, 0)
     return slope, intercept, float(slopes[lower]), float(slopes[upper])
@@ -189,8 +202,17 @@ def robust_growth(
     values: Sequence[float] | ArrayLike,
     confidence: float = 0.95,
     max_points: int = 400,
+    *,
+    autocorrelated: bool = False,
 ) -> Growth:
-    """Theil–Sen slope with its ``confidence`` interval, and a Mann–Kendall trend test."""
+    """Theil–Sen slope with its ``confidence`` interval, and a Mann–Kendall trend test.
+
+    ``autocorrelated=True`` widens the interval for serially correlated residuals: Sen's
+    interval assumes independent points, and the block medians of a slowly wandering
+    clean series are not. The standard deviation of Kendall's S is multiplied by
+    sqrt((1 + r) / (1 - r)), r the lag-1 autocorrelation of the residuals about the fit
+    (the AR(1) variance inflation; Hamed & Rao 1998 correct Mann–Kendall this way).
+    """
     if not 0 < confidence < 1:
         raise ValueError(f"confidence {confidence!r} must be between 0 and 1")
     sx, sy = _sorted_xy(steps, values)
@@ -205,6 +227,10 @@ def robust_growth(
         # Constant input: tau is undefined; the answer is exactly "flat".
         return Growth(0.0, 0.0, 0.0, float(ys[0]), confidence, 0.0, 1.0, first, last, samples, len(xs))
     slope, intercept, low, high = theil_sen(xs, ys, confidence)
+    if autocorrelated and len(xs) >= 10:
+        rho = min(max(lag1_autocorrelation(ys - (intercept + slope * xs)), 0.0), 0.995)
+        if rho > 0:
+            _, _, low, high = theil_sen(xs, ys, confidence, inflate=math.sqrt((1 + rho) / (1 - rho)))
     tau, p_value = kendall(xs, ys)
     return Growth(
         slope=slope,

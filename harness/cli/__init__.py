@@ -2,7 +2,7 @@
 
     harness check reports/<test>/trace.jsonl --after eviction --max-growth "1 MB/1k steps"
     harness diagnose reports/<test>/trace.jsonl --after eviction
-    harness report reports/<test>/trace.jsonl -o report.html
+    harness report reports/<test>/trace.jsonl -o report.html   (default: trace.html beside the trace)
     harness run replay --variant view_leak --steps 4500
     harness plan --available "6.5 GB" --per-worker "800 MB" "1.2 GB" --sidecar vlm=4GB..6GB \
         --system "1 GB" "2 GB" --workers 5
@@ -13,11 +13,18 @@ Exit status: 0 pass, 1 a verdict failed, 2 bad input (one line on stderr).
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
+from harness import signals
 from harness.errors import HarnessUsageError, LeakError
+
+if TYPE_CHECKING:
+    import harness
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -32,7 +39,11 @@ def _parser() -> argparse.ArgumentParser:
 
     check = sub.add_parser("check", help="growth verdict on a trace file")
     check.add_argument("trace", type=Path)
-    check.add_argument("--signal", default="rss", help="rss, unaccounted or heap")
+    check.add_argument(
+        "--signal",
+        default="auto",
+        help="what is judged: auto (allocator live bytes, RSS, the tree when recorded) or " + ", ".join(signals.NAMES),
+    )
     verdict_args(check)
     diag = sub.add_parser("diagnose", help="incident 1's cases A-D on a trace file")
     diag.add_argument("trace", type=Path)
@@ -40,7 +51,9 @@ def _parser() -> argparse.ArgumentParser:
     report = sub.add_parser("report", help="render a trace file as a self-contained HTML page")
     report.add_argument("trace", type=Path)
     report.add_argument("-o", "--output", type=Path)
-    report.add_argument("--after")
+    report.add_argument("--after", help="event the window starts at (default: the test's, from verdict.json)")
+    report.add_argument("--max-growth", help="growth limit (default: the test's, else 1 MB/1k steps)")
+    report.add_argument("--signal", help="judged signal (default: the test's, else auto)")
     plan = sub.add_parser("plan", help="how many workers fit in a memory budget (worst and typical case)")
     plan.add_argument("--available", required=True, help="memory available, e.g. '6.5 GB'")
     plan.add_argument("--per-worker", required=True, nargs="+", metavar="SIZE", help="one size, or MIN MAX")
@@ -66,13 +79,43 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        return _dispatch(args)
-    except LeakError as exc:
-        print(exc)
-        return 1
-    except HarnessUsageError as exc:
-        print(f"harness {args.command}: {exc}", file=sys.stderr)
-        return 2
+        try:
+            return _dispatch(args)
+        except LeakError as exc:
+            print(exc)
+            return 1
+        except HarnessUsageError as exc:
+            print(f"harness {args.command}: {_one_line(str(exc))}", file=sys.stderr)
+            return 2
+        except OSError as exc:
+            if isinstance(exc, BrokenPipeError):
+                raise
+            where = f" {exc.filename!r}" if exc.filename else ""
+            print(f"harness {args.command}: cannot write or read{where}: {exc.strerror or exc}", file=sys.stderr)
+            return 2
+    except BrokenPipeError:
+        # The reader went away (`harness check ... | head -1`): stop quietly, as a pipeline expects.
+        with contextlib.suppress(OSError):
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+        return 141
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+def _verdict_options(args: argparse.Namespace) -> dict[str, Any]:
+    """Read the verdict options here, so a bad value is blamed on the option that gave it."""
+    from harness.units import parse_rate, parse_settle, parse_size
+
+    options: dict[str, Any] = {"max_growth": parse_rate(args.max_growth, "--max-growth")}
+    if args.settle is not None:
+        kind, value = parse_settle(args.settle, "--settle")
+        options["settle"] = value if kind == "fraction" else int(value)
+    if args.budget is not None:
+        options["budget"] = parse_size(args.budget, "--budget")
+    return options
 
 
 def _dispatch(args: argparse.Namespace) -> int:
@@ -82,30 +125,85 @@ def _dispatch(args: argparse.Namespace) -> int:
         return _run(args)
     if args.command == "plan":
         return _plan(args)
+    if args.command == "report" and args.trace.is_dir() and not (args.trace / "trace.jsonl").exists():
+        return _trend(args)
+    if args.command == "report" and args.trace.is_dir():
+        args.trace = args.trace / "trace.jsonl"
     trace = harness.Trace.load(args.trace)
     if args.command == "check":
-        checked = harness.assert_no_linear_growth(
-            trace,
-            after=args.after,
-            max_growth=args.max_growth,
-            signal=args.signal,
-            settle=args.settle,
-            budget=args.budget,
-        )
+        checked = harness.assert_no_linear_growth(trace, after=args.after, signal=args.signal, **_verdict_options(args))
         print(checked.message())
         return 0
     if args.command == "diagnose":
-        print(harness.diagnose(trace, after=args.after, max_growth=args.max_growth, settle=args.settle))
+        options = _verdict_options(args)
+        options.pop("budget", None)
+        print(harness.diagnose(trace, after=args.after, **options))
         return 0
+    return _report(args, trace)
+
+
+def _report(args: argparse.Namespace, trace: harness.Trace) -> int:
+    """Render to ``-o`` (a file, or a directory: <trace>.html in it), default <trace>.html beside the trace.
+
+    Never touches the test's own verdict.json and report.html: the page is rendered in a
+    scratch directory and only the HTML is moved into place.
+    """
+    import tempfile
+
+    import harness
     from harness.reports.html import write_test_report
 
-    verdict: harness.GrowthVerdict | None = harness.growth_verdict(trace, after=args.after) if args.after else None
-    directory = args.output.parent if args.output else args.trace.parent
-    _, html_path = write_test_report(directory, trace.name, "recorded", trace, verdict, {})
-    if args.output and html_path != args.output:
-        html_path.replace(args.output)
-        html_path = args.output
-    print(html_path)
+    output: Path | None = args.output
+    if output is None:
+        target = args.trace.with_suffix(".html")
+    elif output.is_dir() or str(output).endswith(("/", os.sep)):
+        target = output / f"{args.trace.stem}.html"
+    else:
+        target = output
+    if target.resolve() == args.trace.resolve():
+        raise HarnessUsageError(f"-o {str(target)!r} is the trace itself; give another file name")
+    verdict = harness.growth_verdict(trace, **_report_options(args))
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="harness-report-", dir=target.parent) as scratch:
+        _, html_path = write_test_report(Path(scratch), trace.name, "recorded", trace, verdict, {})
+        os.replace(html_path, target)
+    print(target)
+    return 0
+
+
+def _report_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The check a page shows: the options given, else the test's own (its verdict.json
+    beside the trace), else the defaults (window after warm-up, 1 MB/1k steps)."""
+    import json
+
+    options: dict[str, Any] = {}
+    try:
+        saved = json.loads((args.trace.parent / "verdict.json").read_text(encoding="utf-8"))
+        first = next(c for c in saved.get("checks", []) if c.get("kind") == "growth" and c.get("trace") is not None)
+        options = {"after": first.get("after"), "max_growth": first.get("limit_text"), "signal": first.get("signal")}
+    except (OSError, ValueError, StopIteration, AttributeError):
+        pass
+    for key, value in (("after", args.after), ("max_growth", args.max_growth), ("signal", args.signal)):
+        if value is not None:
+            options[key] = value
+    return {k: v for k, v in options.items() if v is not None}
+
+
+def _trend(args: argparse.Namespace) -> int:
+    """``harness report STORAGE_DIR``: the trend page of every machine's saved runs there."""
+    from harness.reports.storage import Storage, machines
+    from harness.reports.trend import write_trend
+
+    found = machines(args.trace)
+    if not found:
+        raise HarnessUsageError(f"{str(args.trace)!r} holds no saved runs (pytest --leak-save writes them)")
+    outputs = []
+    for machine in found:
+        target = args.output or args.trace / "trend.html"
+        if len(found) > 1:
+            target = target.with_name(f"{target.stem}-{machine}{target.suffix}")
+        outputs.append(write_trend(Storage(args.trace, machine), target))
+    print("\n".join(str(p) for p in outputs))
     return 0
 
 
@@ -120,10 +218,12 @@ def _plan(args: argparse.Namespace) -> int:
     sidecars: dict[str, object] = {}
     for item in args.sidecar:
         name, sep, sizes = item.partition("=")
-        if not sep or not name:
+        low, dots, high = sizes.partition("..")
+        if not sep or not name or not low.strip() or (dots and not high.strip()):
             raise HarnessUsageError(f"--sidecar {item!r} must read NAME=SIZE or NAME=MIN..MAX")
-        low, _, high = sizes.partition("..")
-        sidecars[name] = (low, high) if high else low
+        if name in sidecars:
+            raise HarnessUsageError(f"--sidecar {name!r} is given twice")
+        sidecars[name] = (low, high) if dots else low
     plan = harness.plan_workers(
         args.available,
         pair(args.per_worker, "--per-worker"),
@@ -137,6 +237,8 @@ def _plan(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
+    if args.steps is not None and args.steps < 1:
+        raise HarnessUsageError(f"--steps {args.steps} must be a whole number of steps >= 1")
     try:
         from harness.scenarios.drive import BAD_STEPS, FIXED, LIMIT, drive_replay
     except ImportError as exc:
@@ -145,7 +247,7 @@ def _run(args: argparse.Namespace) -> int:
 
     import harness
 
-    steps = args.steps or (FIXED.steps if args.variant == "fixed" else BAD_STEPS)
+    steps = args.steps if args.steps is not None else (FIXED.steps if args.variant == "fixed" else BAD_STEPS)
     config = replace(FIXED, variant=args.variant, steps=steps, seed=args.seed)
     path = args.out / f"replay-{args.variant}-seed{args.seed}.jsonl"
     with harness.record(path.stem, path, progress=True) as rec:

@@ -7,6 +7,7 @@ Incident 4: five workers (800–1,200 MB each), a vision-language model server (
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -72,7 +73,11 @@ def plan_workers(
     worker = parse_range(per_worker, "plan_workers per_worker=")
     if worker[1] <= 0:
         raise HarnessUsageError(f"plan_workers per_worker={per_worker!r} must be more than 0 bytes")
-    cars = {name: parse_range(r, f"plan_workers sidecars[{name!r}]") for name, r in (sidecars or {}).items()}
+    if sidecars is not None and not isinstance(sidecars, Mapping):
+        raise HarnessUsageError(
+            f"plan_workers sidecars={sidecars!r} must be a mapping name -> size or (min, max), e.g. {{'vlm': '4 GB'}}"
+        )
+    cars = {str(name): parse_range(r, f"plan_workers sidecars[{name!r}]") for name, r in (sidecars or {}).items()}
     sys_range = parse_range(system, "plan_workers system=")
     reserve = parse_size(headroom, "plan_workers headroom=")
     if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 0):
@@ -83,8 +88,15 @@ def plan_workers(
 
     worst_fixed = sys_range[1] + sum(r[1] for r in cars.values()) + reserve
     typical_fixed = mid(sys_range) + sum(mid(r) for r in cars.values()) + reserve
-    max_workers = max(0, int((avail - worst_fixed) // worker[1]))
-    typical = max(0, int((avail - typical_fixed) // mid(worker)))
+    worst_count = (avail - worst_fixed) // worker[1]
+    typical_count = (avail - typical_fixed) // mid(worker) if mid(worker) > 0 else math.inf
+    if not (math.isfinite(worst_count) and math.isfinite(typical_count)) or max(worst_count, typical_count) > 1e15:
+        raise HarnessUsageError(
+            f"plan_workers per_worker={per_worker!r} is too small next to available={available!r}: "
+            "the worker count is beyond counting; give the worker's size in bytes or with a unit, e.g. '800 MB'"
+        )
+    max_workers = max(0, int(worst_count))
+    typical = max(0, int(typical_count))
     fs = format_size
     parts = [f"system {fs(sys_range[0])}–{fs(sys_range[1])}"]
     parts += [f"{name} {fs(r[0])}–{fs(r[1])}" for name, r in cars.items()]

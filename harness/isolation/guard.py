@@ -9,13 +9,14 @@ Events go to a Recorder's trace when one is given; messages list the top consume
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from types import TracebackType
 
-from harness.errors import HarnessUsageError
+from harness.errors import HarnessError, HarnessUsageError
 from harness.probes.memory import system_memory
 from harness.probes.tree import ProcessMemory, process_tree
 from harness.recording.recorder import Recorder
@@ -60,6 +61,16 @@ class MemoryGuard:
                 f"MemoryGuard critical={self.critical!r} is above warn={self.warn!r}: critical must be the lower level"
             )
         self._budget = parse_size(self.budget, "MemoryGuard budget=") if self.budget is not None else None
+        interval = self.interval_s
+        if isinstance(interval, bool) or not isinstance(interval, (int, float)) or not 0 < interval < math.inf:
+            raise HarnessUsageError(f"MemoryGuard interval_s={interval!r} must be a number of seconds > 0")
+        for name in ("pids", "labels", "on_critical", "on_warn"):
+            value = getattr(self, name)
+            if value is not None and not callable(value):
+                raise HarnessUsageError(
+                    f"MemoryGuard {name}={value!r} must be a function (called in the guard's thread), not a value"
+                )
+        self.error: str | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._t0 = 0.0
@@ -80,17 +91,35 @@ class MemoryGuard:
         self._stop.set()
         if self._thread is not None:
             self._thread.join()
+        if self.error is not None and exc_type is None:
+            raise HarnessError(self.message())
 
     def read(self) -> tuple[float, float, list[ProcessMemory]]:
         """(available, used by the watched processes, the processes largest first)."""
         labels = self.labels() if self.labels else None
-        procs = process_tree(pids=list(self.pids()), labels=labels) if self.pids else process_tree()
+        if labels is not None and not isinstance(labels, dict):
+            raise HarnessUsageError(f"MemoryGuard labels() returned {type(labels).__name__}, not a dict pid -> label")
+        if self.pids is not None:
+            pids = list(self.pids())
+            bad = [p for p in pids if isinstance(p, bool) or not isinstance(p, int) or p <= 0]
+            if bad:
+                raise HarnessUsageError(f"MemoryGuard pids() returned {bad[0]!r}, not a process id (an int > 0)")
+            procs = process_tree(pids=pids, labels=labels)
+        else:
+            procs = process_tree()
         used = float(sum(p.rss for p in procs))
         if self._budget is not None:
             return self._budget - used, used, procs
         return float(system_memory()[1]), used, procs
 
     def _run(self) -> None:
+        try:
+            self._watch()
+        except BaseException as exc:  # reported by __exit__ and message(): never "nothing happened"
+            text = " ".join(f"{type(exc).__name__}: {exc}".split())
+            self.error = text[:300]
+
+    def _watch(self) -> None:
         warned = False
         while not self._stop.is_set():
             available, used, procs = self.read()
@@ -112,6 +141,11 @@ class MemoryGuard:
             self._stop.wait(self.interval_s)
 
     def message(self) -> str:
+        if self.error is not None:
+            seen = "; ".join(e.describe() for e in self.events)
+            return f"memory guard crashed and stopped watching: {self.error}" + (
+                f" (before that: {seen})" if seen else ""
+            )
         if not self.events:
             low = format_size(self.min_available) if self.min_available is not None else "?"
             return f"memory guard: no threshold crossed (lowest available {low})"

@@ -19,6 +19,8 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -28,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from harness.errors import HarnessUsageError
+from harness.errors import HarnessError, HarnessUsageError
 from harness.recording.trace import Trace
 from harness.units import format_rate, format_size, format_step, parse_duration, parse_size
 
@@ -53,6 +55,11 @@ class _Cap:
                     if key in ("oom_kill", "oom") and int(count) > 0:
                         return True
                 return False
+            with contextlib.suppress(OSError, ValueError):
+                for line in (self.cgroup / "memory.oom_control").read_text().splitlines():
+                    key, _, count = line.partition(" ")
+                    if key == "oom_kill":  # kernels since 4.13 count the kills themselves
+                        return int(count) > 0
             return int((self.cgroup / "memory.failcnt").read_text()) > 0
         except (OSError, ValueError):
             return False
@@ -126,7 +133,7 @@ class IsolatedResult:
     returncode: int | None
     signal_name: str | None
     duration_s: float
-    trace_path: Path
+    trace_path: Path | None  # None where no trace_path= was given (the run's folder is removed)
     trace: Trace | None
     last_step: int | None
     error: str | None = None
@@ -137,14 +144,14 @@ class IsolatedResult:
     def peak_rss(self) -> float | None:
         if self.trace is None or not len(self.trace):
             return None
-        return max(self.trace.columns["rss"])
+        return self.trace.peak("rss")
 
     def growth_text(self) -> str:
         """'growing 4.1 MB/1k steps since step 20,000' from the second half of the trace."""
         trace = self.trace
         if trace is None or len(trace) < 20:
             return ""
-        from harness.analysis.growth import growth_since
+        from harness.analysis.window import growth_since
 
         event = trace.events[0] if trace.events else None
         start = event.step if event else trace.steps[len(trace) // 2]
@@ -155,7 +162,7 @@ class IsolatedResult:
         return f"growing {format_rate(growth.slope)} since {since}"
 
     def message(self) -> str:
-        where = f"at step {format_step(self.last_step)}" if self.last_step is not None else "before the first step"
+        where = f"at step {format_step(self.last_step)}" if self.last_step is not None else "with no step recorded"
         rss = f"RSS {format_size(self.peak_rss)}" if self.peak_rss is not None else "no samples"
         growth = self.growth_text()
         detail = f"({rss}{', ' + growth if growth else ''})"
@@ -192,23 +199,51 @@ def run_isolated(
     outcome says it. With ``output``, the child's stdout and stderr go to that file instead
     of this process's.
     """
-    mechanism = cap or os.environ.get("HARNESS_ISOLATION_CAP") or "auto"
+    env_cap = os.environ.get("HARNESS_ISOLATION_CAP")
+    mechanism = cap or env_cap or "auto"
     if mechanism not in CAP_MECHANISMS:
-        raise HarnessUsageError(f"run_isolated cap={mechanism!r} is not one of {', '.join(CAP_MECHANISMS)}")
-    if not isinstance(target, str) or ":" not in target:
+        given = f"cap={mechanism!r}" if cap else f"HARNESS_ISOLATION_CAP={mechanism!r} (environment)"
+        raise HarnessUsageError(f"run_isolated {given} is not one of {', '.join(CAP_MECHANISMS)}")
+    if not isinstance(target, str) or not re.fullmatch(r"[\w.]+:\w+", target):
         raise HarnessUsageError(f"run_isolated target {target!r} must be 'package.module:function'")
     limit = int(parse_size(memory_limit, "run_isolated memory_limit=")) if memory_limit is not None else None
+    if limit is not None and limit < 1:
+        raise HarnessUsageError(
+            f"run_isolated memory_limit={memory_limit!r} is no memory at all; give a cap like '1 GB' (or None for none)"
+        )
     seconds = parse_duration(timeout, "run_isolated timeout=")
+    if kwargs is not None and not isinstance(kwargs, dict):
+        raise HarnessUsageError(f"run_isolated kwargs={kwargs!r} must be a dict of keyword arguments")
     try:
-        json.dumps(kwargs or {})
-    except TypeError as exc:
+        json.dumps(kwargs or {}, allow_nan=False)
+    except (TypeError, ValueError) as exc:
         raise HarnessUsageError(f"run_isolated kwargs must be JSON-serialisable: {exc}") from None
     work = Path(tempfile.mkdtemp(prefix="harness-isolated-"))
+    try:
+        return _run_in(work, target, kwargs, limit, seconds, trace_path, env, cwd, mechanism, output)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _run_in(
+    work: Path,
+    target: str,
+    kwargs: dict[str, Any] | None,
+    limit: int | None,
+    seconds: float,
+    trace_path: str | os.PathLike[str] | None,
+    env: dict[str, str] | None,
+    cwd: str | os.PathLike[str] | None,
+    mechanism: str,
+    output: str | os.PathLike[str] | None,
+) -> IsolatedResult:
     trace_file = Path(trace_path) if trace_path is not None else work / "trace.jsonl"
     trace_file.parent.mkdir(parents=True, exist_ok=True)
     name = f"harness-{os.getpid()}-{time.monotonic_ns()}"
     applied = _make_cap(limit, name, mechanism)
     spec = {
+        "parent_pid": os.getpid(),
+        "remove_work_dir": True,
         "target": target,
         "kwargs": kwargs or {},
         "name": target,
@@ -241,25 +276,22 @@ def run_isolated(
     except subprocess.TimeoutExpired:
         timed_out = True
     finally:
-        _kill_group(proc.pid)
+        _stop(proc)
         applied.kill_all()
-        proc.wait()
     duration = time.perf_counter() - start
     oom_by_kernel = applied.oom_killed()
     applied.remove()
     result: dict[str, Any] = {}
     with contextlib.suppress(OSError, ValueError):
         result = json.loads((work / "result.json").read_text())
-    trace = None
-    with contextlib.suppress(HarnessUsageError):
-        trace = Trace.load(trace_file)
+    trace = _load_trace(trace_file, work)
     rc = proc.returncode
     sig = signal.Signals(-rc).name if rc is not None and rc < 0 else None
     if timed_out:
         outcome = "timeout"
     elif result:
         outcome = str(result.get("outcome", "error"))
-    elif sig == "SIGKILL" and (oom_by_kernel or applied.kind.startswith("cgroup")):
+    elif sig == "SIGKILL" and oom_by_kernel:  # a SIGKILL from anyone else is no OOM
         outcome = "oom"
     else:
         outcome = "error"
@@ -274,13 +306,45 @@ def run_isolated(
         returncode=rc,
         signal_name=sig,
         duration_s=duration,
-        trace_path=trace_file,
+        trace_path=trace_file if trace_path is not None else None,
         trace=trace,
         last_step=int(last_step) if last_step is not None and last_step >= 0 else None,
         error=result.get("error"),
         traceback=result.get("traceback"),
         value=result.get("value"),
     )
+
+
+def _load_trace(trace_file: Path, work: Path) -> Trace | None:
+    """The run's trace; or, where the target recorded with its own recorder and path, that one."""
+    candidates = [trace_file]
+    with contextlib.suppress(OSError, ValueError, TypeError, AttributeError):
+        candidates += [Path(p) for p in json.loads((work / "traces.json").read_text())["paths"]]
+    best: Trace | None = None
+    for path in candidates:
+        try:
+            trace = Trace.load(path)
+        except HarnessError:
+            continue
+        if best is None or len(trace) > len(best):
+            best = trace
+    return best
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    """Ask the supervisor to kill everything the run started; force it after a grace period."""
+    if proc.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            proc.send_signal(signal.SIGTERM)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=10)
+    if proc.poll() is None:
+        from harness.isolation.child import kill_tree
+
+        kill_tree(proc.pid)
+        _kill_group(proc.pid)
+    _kill_group(proc.pid)
+    proc.wait()
 
 
 def _kill_group(pgid: int) -> None:

@@ -53,10 +53,23 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                 default=None,
                 dest=option.dest,
                 metavar="yes|no",
-                help=option.help,
+                help=option.help.replace("%", "%%"),
+            )
+        elif option.kind == "name":
+            group.addoption(
+                option.flag,
+                action="store",
+                nargs="?",
+                const="auto",
+                default=None,
+                dest=option.dest,
+                metavar="NAME",
+                help=option.help.replace("%", "%%"),
             )
         else:
-            group.addoption(option.flag, action="store", default=None, dest=option.dest, help=option.help)
+            group.addoption(
+                option.flag, action="store", default=None, dest=option.dest, help=option.help.replace("%", "%%")
+            )
         parser.addini(option.ini, option.help, type="string", default="")
 
 
@@ -76,6 +89,9 @@ def pytest_configure(config: pytest.Config) -> None:
     session = LeakSession(config, settings)
     config.stash[SESSION_KEY] = session
     config.pluginmanager.register(session, "leak_harness_session")
+    from harness.plugin.reporting import ReportHooks
+
+    config.pluginmanager.register(ReportHooks(config, session), "leak_harness_reports")
 
 
 def _memray_blocked(config: pytest.Config) -> str | None:
@@ -128,7 +144,7 @@ def memory_trace(request: pytest.FixtureRequest) -> Iterator[Recorder]:
     ``memory_trace.account(buffer=...)`` and events with ``memory_trace.mark("eviction")``.
     A ``@pytest.mark.leak(max_growth=..., after=...)`` on the test is checked on this trace.
     """
-    from harness.plugin.session import EXTRA_KEY, OUTCOME_KEY, RECORDER_KEY, VERDICT_KEY
+    from harness.plugin.session import EXTRA_KEY, RECORDER_KEY
     from harness.probes.memray import memray_capture, memray_flamegraph
     from harness.recording.recorder import Recorder
 
@@ -144,6 +160,7 @@ def memory_trace(request: pytest.FixtureRequest) -> Iterator[Recorder]:
         children=options.children,
         progress=False,
         meta={"test": item.nodeid},
+        where=session.settings.where == "always",
     )
     item.stash[RECORDER_KEY] = rec
     extra: dict[str, Any] = {}
@@ -175,21 +192,5 @@ def memory_trace(request: pytest.FixtureRequest) -> Iterator[Recorder]:
             late["leak_memray"] = f"flamegraph failed: {result.error}"
         extra.update(late)
         item.user_properties.extend(late.items())
-    if session.settings.reports:
-        from harness.reports.html import write_test_report
-
-        try:
-            write_test_report(
-                directory,
-                item.nodeid,
-                item.stash.get(OUTCOME_KEY, "unknown"),
-                rec.trace,
-                item.stash.get(VERDICT_KEY, None),
-                extra,
-            )
-        except OSError as exc:
-            pytest.fail(
-                f"{item.nodeid}: the leak report could not be written to {str(directory)!r}: {exc.strerror or exc} "
-                f"(the trace recorded so far is in {str(directory / 'trace.jsonl')!r})",
-                pytrace=False,
-            )
+    # verdict.json and report.html are written after teardown by harness.plugin.reporting,
+    # with every check the test made (the marker's and its own) and the flamegraph's link.

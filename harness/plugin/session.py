@@ -21,7 +21,7 @@ from harness.plugin.markers import LeakSpec, parse_marker
 from harness.plugin.settings import ItemSettings, Settings, for_item
 
 if TYPE_CHECKING:
-    from harness.analysis.growth import GrowthVerdict  # noqa: F401 (named in StashKey strings)
+    from harness.analysis.growth import GrowthVerdict
     from harness.analysis.peak import PeakVerdict  # noqa: F401
     from harness.recording.recorder import Recorder
 
@@ -29,6 +29,8 @@ SPEC_KEY = pytest.StashKey["tuple[LeakSpec | None, str | None]"]()
 RECORDER_KEY = pytest.StashKey["Recorder"]()
 VERDICT_KEY = pytest.StashKey["GrowthVerdict"]()
 PEAK_KEY = pytest.StashKey["PeakVerdict"]()
+#: The marker's PeakResult (its RSS timeline is drawn on the test's page).
+PEAK_RESULT_KEY = pytest.StashKey[Any]()
 MARKER_FAILED_KEY = pytest.StashKey[bool]()
 EXTRA_KEY = pytest.StashKey[dict[str, Any]]()
 OUTCOME_KEY = pytest.StashKey[str]()
@@ -158,10 +160,28 @@ class LeakSession:
             )
         except HarnessUsageError as exc:
             pytest.fail(f"{item.nodeid}: @pytest.mark.{spec.marker}: {exc}", pytrace=False)
+        message = None
+        if not verdict.passed:
+            verdict, message = self._with_sites(item, spec, rec, verdict)
         item.stash[VERDICT_KEY] = verdict
         if not verdict.passed:
             item.stash[MARKER_FAILED_KEY] = True
-            raise GrowthError(verdict.message(), verdict)
+            raise GrowthError(message or verdict.message(), verdict)
+
+    def _with_sites(
+        self, item: pytest.Item, spec: LeakSpec, rec: Recorder, verdict: GrowthVerdict
+    ) -> tuple[GrowthVerdict, str | None]:
+        """A failed growth check gets its allocation sites: from this run (``--leak-where=always``)
+        or, in ``auto`` mode, from one rerun of the test body with site tracking."""
+        from harness.plugin.where import flamegraph_properties, rerun_with_sites
+
+        extra = item.stash.setdefault(EXTRA_KEY, {})
+        if verdict.sites or self.settings.where != "auto" or spec.isolate:
+            extra.update(flamegraph_properties(rec))
+            return verdict, None
+        rerun = rerun_with_sites(item, self.test_dir(item.nodeid), self.item_settings(item), rec, verdict)
+        extra.update(rerun.properties)
+        return rerun.verdict, rerun.message
 
     def _check_peak(self, item: pytest.Item, spec: LeakSpec, result: Any) -> None:
         from harness.analysis.peak import peak_verdict
@@ -169,6 +189,7 @@ class LeakSession:
 
         verdict = peak_verdict(result, spec.max_peak_text, spec.payload, source=f"@pytest.mark.{spec.marker}")
         item.stash[PEAK_KEY] = verdict
+        item.stash[PEAK_RESULT_KEY] = result
         if not verdict.passed:
             item.stash[MARKER_FAILED_KEY] = True
             raise PeakError(verdict.message(), verdict)
@@ -216,7 +237,13 @@ class LeakSession:
         checks = [c for c in rec.trace.meta.get("checks", []) if c != own]
         if checks:
             props.append(("leak_checks", " | ".join(f"in test: {c}" for c in checks)))
-        props += list(item.stash.get(EXTRA_KEY, {}).items())
+        extra = item.stash.get(EXTRA_KEY, {})
+        if verdict is not None and "leak_top_site" not in extra:  # --leak-where=always: this run's sites
+            from harness.plugin.where import flamegraph_properties, site_properties
+
+            extra.update(site_properties(verdict))
+            extra.update({k: v for k, v in flamegraph_properties(rec).items() if k not in extra})
+        props += list(extra.items())
         return props
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
@@ -226,6 +253,8 @@ class LeakSession:
         if not _SHOWN & set(props):
             return
         parts = [props[k] for k in ("leak_summary", "leak_checks") if k in props]
+        if "leak_top_site" in props:
+            parts.append(f"top site {props['leak_top_site']}")
         if "leak_peak_verdict" in props:
             parts.append(
                 f"PEAK {props['leak_peak_verdict'].upper()} {props['leak_peak_over_baseline']} over baseline; "
@@ -252,14 +281,4 @@ class LeakSession:
         elif self.settings.reports:
             terminalreporter.write_line(f"reports: {self.settings.report_dir / 'index.html'}")
 
-    def pytest_sessionfinish(self, session: pytest.Session) -> None:
-        if hasattr(self.config, "workerinput") or not self.rows or not self.settings.reports:
-            return
-        from harness.reports.html import write_index
-
-        try:
-            write_index(self.settings.report_dir, self.rows)
-        except OSError as exc:  # a full disk or a read-only report dir must not take the summary down
-            self.index_error = (
-                f"reports: could not write {self.settings.report_dir / 'index.html'}: {exc.strerror or exc}"
-            )
+    # reports/index.html, the run history, --leak-save and --leak-compare: harness.plugin.reporting

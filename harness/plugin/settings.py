@@ -9,6 +9,7 @@ ignored, its issue #135; ours are tested.)
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +26,7 @@ class Option:
     ini: str
     env: str
     help: str
-    kind: str  # "path", "bool", "size"
+    kind: str  # "path", "bool", "size", "number", "name" (optional value), "rules", "where"
     default: Any
 
     @property
@@ -82,6 +83,56 @@ OPTIONS: tuple[Option, ...] = (
         None,
     ),
     Option(
+        "save",
+        "--leak-save",
+        "leak_save",
+        "HARNESS_SAVE",
+        "save each test's memory figures under --leak-storage as run NNNN_NAME (bare flag: commit and time; "
+        "write it as --leak-save=NAME)",
+        "name",
+        None,
+    ),
+    Option(
+        "compare",
+        "--leak-compare",
+        "leak_compare",
+        "HARNESS_COMPARE",
+        "compare each test's memory figures with a saved run: its number, name, or the latest (bare flag)",
+        "name",
+        None,
+    ),
+    Option(
+        "compare_fail",
+        "--leak-compare-fail",
+        "leak_compare_fail",
+        "HARNESS_COMPARE_FAIL",
+        "fail tests whose figures regressed against the compared run, e.g. 'slope:+50%,peak:+10%,level:+100MB' "
+        "(figures: slope, level, peak, allocated, allocated_level, tree, tree_level); compares with the latest "
+        "saved run unless --leak-compare names one",
+        "rules",
+        None,
+    ),
+    Option(
+        "storage",
+        "--leak-storage",
+        "leak_storage",
+        "HARNESS_STORAGE",
+        "directory of saved runs, one folder per machine (default: .leak-harness/ under the rootdir)",
+        "path",
+        ".leak-harness",
+    ),
+    Option(
+        "where",
+        "--leak-where",
+        "leak_where",
+        "HARNESS_WHERE",
+        "name the lines that allocate what grows (memray sites): 'auto' reruns a test whose growth check failed "
+        "once with site tracking and adds the sites to its failure (default); 'always' tracks every memory_trace "
+        "test; 'no' never",
+        "where",
+        "auto",
+    ),
+    Option(
         "reports",
         "--leak-reports",
         "leak_reports",
@@ -102,6 +153,13 @@ class Settings:
     soak_steps: float | None
     reports: bool
     sources: dict[str, str]  # where each value came from, for messages
+    # Runs over time (harness.plugin.reporting): a save name or "auto", a saved run to
+    # compare with or "auto" (the latest), the rules that fail a regression, where runs live.
+    save: str | None = None
+    compare: str | None = None
+    compare_fail: tuple[Any, ...] = ()
+    storage: Path = Path(".leak-harness")
+    where: str = "auto"  # "auto" | "always" | "no" (--leak-where)
 
 
 def _parse_bool(value: object, source: str) -> bool:
@@ -115,9 +173,43 @@ def _parse_bool(value: object, source: str) -> bool:
     raise HarnessUsageError(f"cannot read {value!r} from {source} as yes/no: use true/false, yes/no, 1/0")
 
 
+def parse_where(value: object, source: str) -> str:
+    """--leak-where: "auto", "always" (also yes/true/1) or "no" (also never/false/0)."""
+    text = str(value).strip().lower()
+    if text in ("auto", ""):
+        return "auto"
+    if text in ("always", "yes", "true", "1", "on"):
+        return "always"
+    if text in ("no", "never", "false", "0", "off"):
+        return "no"
+    raise HarnessUsageError(f"cannot read {value!r} from {source} as a site-tracking mode: use auto, always or no")
+
+
+def _parse_name(value: object, source: str) -> str | None:
+    """A saved run's name: "auto" (bare flag, yes/true/1), None (no/false/0), or the name."""
+    text = str(value).strip()
+    if text.lower() in ("0", "false", "no", "off"):
+        return None
+    if text.lower() in ("1", "true", "yes", "on", "auto"):
+        return "auto"
+    if not re.fullmatch(r"[A-Za-z0-9_.+-]{1,80}", text):
+        raise HarnessUsageError(
+            f"cannot read {value!r} from {source} as a run name: use 1-80 letters, digits, '_', '.', '+' or '-'"
+        )
+    return text
+
+
 def _convert(option: Option, value: object, source: str, rootdir: Path) -> Any:
     if option.kind == "bool":
         return _parse_bool(value, source)
+    if option.kind == "name":
+        return _parse_name(value, source)
+    if option.kind == "where":
+        return parse_where(value, source)
+    if option.kind == "rules":
+        from harness.reports.compare import parse_compare_fail
+
+        return parse_compare_fail(value, source)
     if option.kind == "size":
         return None if value in (None, "") else parse_size(value, source)
     if option.kind == "number":

@@ -51,9 +51,6 @@ class TracemallocProbe:
     def read(self) -> int:
         return tracemalloc.get_traced_memory()[0]
 
-    def peak(self) -> int:
-        return tracemalloc.get_traced_memory()[1]
-
     def snapshot(self, label: str) -> None:
         """Keep a snapshot under ``label`` for a later :meth:`top_growth`."""
         snap = tracemalloc.take_snapshot()

@@ -23,6 +23,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from harness.errors import HarnessError
 from harness.probes.memory import RssProbe, trim_heap
 from harness.probes.paths import short_path
 
@@ -119,6 +120,7 @@ class PeakMeter:
         self._capture: Path | None = None
         self._tmpdir: tempfile.TemporaryDirectory[str] | None = None
         self._started_tracemalloc = False
+        self._error: str | None = None
 
     def __enter__(self) -> PeakResult:
         # The baseline is live memory only: garbage collected, free heap returned to the OS,
@@ -168,8 +170,21 @@ class PeakMeter:
         if self._memray is not None:
             self._finish_memray()
         self._rss.close()
+        if self._error is not None:
+            res.note = f"the peak sampler crashed: {self._error}"
+            if exc_type is None:
+                raise HarnessError(
+                    f"harness.peak({res.label!r}): the sampling thread crashed ({self._error}); "
+                    f"the peak {'is the kernel high-water mark only' if hwm is not None else 'was not measured'}"
+                )
 
     def _sample(self) -> None:
+        try:
+            self._sample_loop()
+        except BaseException as exc:  # reported by __exit__ as an error of its own
+            self._error = " ".join(f"{type(exc).__name__}: {exc}".split())[:300]
+
+    def _sample_loop(self) -> None:
         timeline = self.result.timeline
         read = self._rss.read
         t0 = self._t0

@@ -3,6 +3,12 @@
 A soak test burns its budget only after a short validation phase passes: components
 active (``soak_gate`` on status endpoints) and memory not already growing. Otherwise it
 fails fast with the table or the growth verdict, as incident 3's team resolved to do.
+
+A soak looks at its verdict again and again (gate, every minute, the end); each look at
+95% would be another 5% chance to fail a clean run. :class:`SequentialCheck` spends one
+false-positive budget across the looks instead (alpha spending with a 1/(k(k+1))
+schedule, so no number of looks has to be fixed in advance), and the progress lines show
+each look's evidence. reports/studies/soak_looks.json measures the rate on clean soaks.
 """
 
 from __future__ import annotations
@@ -10,10 +16,15 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from harness.recording.recorder import Recorder
+from harness.recording.trace import Trace
 from harness.units import format_rate, format_size, format_step
 from harness.verdicts.components import StatusLog, assert_components_active, poll_status
+
+if TYPE_CHECKING:
+    from harness.analysis.growth import GrowthVerdict
 
 
 def soak_gate(
@@ -32,41 +43,152 @@ def soak_gate(
     return log
 
 
+def look_alpha(look: int, alpha: float = 0.05, interim_share: float = 0.5) -> float:
+    """The false-positive rate spent on interim look ``look`` (1, 2, ...) of a soak.
+
+    Interim looks spend ``alpha * interim_share`` in all, look k getting 1/(k(k+1)) of it
+    (1/2, 1/6, 1/12, ...: the series sums to 1 however many looks a soak takes, so its
+    length need not be known in advance); the final verdict gets the rest. By the union
+    bound the chance that a clean soak fails at any look is at most ``alpha``, whatever the
+    dependence between looks (they share most of their samples).
+    """
+    if look < 1:
+        raise ValueError(f"looks count from 1, got {look}")
+    return alpha * interim_share / (look * (look + 1))
+
+
+@dataclass
+class SequentialCheck:
+    """Repeated looks at one growth verdict with an honest overall false-positive rate.
+
+    Each interim look tests at ``1 - look_alpha(k)`` confidence; the final look (the
+    marker's verdict at the end) at ``1 - alpha * (1 - interim_share)``. The evidence of
+    the latest look is kept for progress lines: the interval's lower bound against the
+    limit, and the confidence it had to reach.
+    """
+
+    max_growth: object
+    after: str | None = None
+    signal: str = "auto"
+    alpha: float = 0.05
+    interim_share: float = 0.5
+    min_samples: int = 200  # rows in the window before an interim look counts
+    looks: int = 0
+    spent: float = 0.0
+    evidence: str = ""
+
+    @property
+    def final_confidence(self) -> float:
+        return 1.0 - self.alpha * (1.0 - self.interim_share)
+
+    def look(self, trace: Trace, *, final: bool = False) -> GrowthVerdict | None:
+        """One look: the verdict at this look's confidence (None: the window is too short yet).
+
+        Raises GrowthError when the verdict fails: the soak stops early on a real leak.
+        """
+        from harness.analysis.growth import growth_verdict
+        from harness.errors import GrowthError, TraceError
+
+        k = self.looks + 1
+        a_k = self.alpha * (1.0 - self.interim_share) if final else look_alpha(k, self.alpha, self.interim_share)
+        try:
+            verdict = growth_verdict(
+                trace, max_growth=self.max_growth, after=self.after, signal=self.signal, confidence=1.0 - a_k
+            )
+        except TraceError:
+            return None
+        if not final and verdict.growth.samples < self.min_samples:
+            return None  # too early to judge: no look taken, no alpha spent
+        self.looks = k
+        self.spent += a_k
+        g = verdict.growth
+        failed = not verdict.passed
+        if failed and not final:
+            # An interim look stops the soak only when the interval, widened for the
+            # serial correlation of a wandering series, also lies above the limit.
+            from harness.analysis.stats import robust_growth
+            from harness.analysis.window import window_series
+
+            xs, ys = window_series(trace, verdict.signal, verdict.window)
+            g = robust_growth(xs, ys, confidence=1.0 - a_k, autocorrelated=True)
+            failed = g.exceeds(verdict.limit)
+        what = "final look" if final else f"look {k}"
+        self.evidence = (
+            f"{what} at alpha {a_k:.2g}: {format_rate(g.low)} to {format_rate(g.high)} "
+            f"vs limit {format_rate(verdict.limit)} ({'FAIL' if failed else 'pass'}; "
+            f"alpha spent {self.spent:.3g} of {self.alpha:g})"
+        )
+        trace.meta["soak_looks"] = self.looks
+        trace.meta["soak_alpha_spent"] = self.spent
+        trace.meta["soak_final_confidence"] = self.final_confidence
+        if failed:
+            raise GrowthError(
+                f"{verdict.message()}\n(Soak {what}: tested at alpha {a_k:.2g} "
+                f"({100 * (1 - a_k):.6g}% confidence) so that {self.looks} looks keep the false-positive "
+                f"rate within {self.alpha:g}.)",
+                verdict,
+            )
+        return verdict
+
+
 @dataclass
 class SoakBudget:
-    """How long a soak may run: minutes and/or steps; whichever ends first."""
+    """How long a soak may run: minutes and/or steps; whichever ends first.
+
+    With ``max_growth`` (or ``steps(..., max_growth=...)``) the soak looks at its growth
+    verdict every ``look_every_s`` and stops at the first look that fails; the looks spend
+    ``alpha`` (see :class:`SequentialCheck`), and the progress lines show the evidence.
+    """
 
     minutes: float | None = None
     max_steps: int | None = None
     progress_every_s: float = 10.0
     write: Callable[[str], None] = print
+    max_growth: object = None
+    after: str | None = None
+    signal: str = "auto"
+    alpha: float = 0.05
+    look_every_s: float = 60.0
+    check: SequentialCheck | None = None
 
-    def steps(self, rec: Recorder, *, after: str | None = None) -> Iterator[int]:
+    def steps(self, rec: Recorder, *, after: str | None = None, max_growth: object = None) -> Iterator[int]:
         """``rec.steps`` until the budget is spent, with a progress line every so often."""
+        limit = max_growth if max_growth is not None else self.max_growth
+        if limit is not None and self.check is None:
+            look_after = after if after is not None else self.after
+            self.check = SequentialCheck(limit, after=look_after, signal=self.signal, alpha=self.alpha)
+        if self.check is not None:
+            rec.trace.meta["soak_final_confidence"] = self.check.final_confidence
         deadline = time.monotonic() + self.minutes * 60 if self.minutes else None
         total = self.max_steps if self.max_steps else 10**12
-        started = last = time.monotonic()
+        started = last = last_look = time.monotonic()
         for step in rec.steps(total):
             yield step
             now = time.monotonic()
-            if now - last >= self.progress_every_s:
-                last = now
-                self.write(self.progress_line(rec, step, now - started, after))
+            if now - last >= self.progress_every_s or now - last_look >= self.look_every_s:
+                if self.check is not None and now - last_look >= self.look_every_s:
+                    self.check.look(rec.trace)
+                    last_look = now = time.monotonic()  # a look's own time is not the soak's
+                if now - last >= self.progress_every_s:
+                    last = now
+                    self.write(self.progress_line(rec, step, now - started, after))
             if deadline is not None and now >= deadline:
                 break
         self.write(self.progress_line(rec, rec.step, time.monotonic() - started, after) + "  (budget spent)")
 
     def progress_line(self, rec: Recorder, step: int, elapsed: float, after: str | None) -> str:
         trace = rec.trace
-        rss = trace.columns["rss"][-1] if len(trace) else 0.0
+        rss = float(trace.columns["rss"][-1]) if len(trace) else 0.0
         slope = ""
         event = trace.event(after) if after else None
         if event is not None:
-            from harness.analysis.growth import growth_since
+            from harness.analysis.window import growth_since
 
             g = growth_since(trace, event.step, min_samples=20)
             if g is not None:
                 slope = f"  slope {format_rate(g.slope)} since {after!r}"
+        if self.check is not None and self.check.evidence:
+            slope += f"  [{self.check.evidence}]"
         budget = f" of {self.minutes:g} min" if self.minutes else ""
         return (
             f"[soak {rec.name}] step {format_step(step)}  RSS {format_size(rss)}{slope}  {elapsed / 60:.1f} min{budget}"

@@ -11,17 +11,18 @@ NaN value is reported as exactly that: none of these reads as "zero".
 
 from __future__ import annotations
 
+import http.client
 import json
 import math
+import threading
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from harness.errors import ComponentsError, HarnessUsageError
+from harness.errors import ComponentsError, HarnessError, HarnessUsageError
 from harness.recording.trace import Trace
 from harness.units import Threshold, parse_duration, parse_threshold
 
@@ -52,23 +53,101 @@ class StatusLog:
         return None
 
 
-def _read(url: str, timeout: float, t0: float) -> Reading:
+#: Largest status body read; a status endpoint answers with a few KB of JSON.
+MAX_BODY = 1 << 20
+_CHUNK = 1 << 16
+
+
+def _read(url: str, timeout: float, t0: float, max_bytes: int = MAX_BODY) -> Reading:
+    """One bounded read: at most ``timeout`` seconds in all (not per socket read) and ``max_bytes``."""
     t = time.monotonic() - t0
+    deadline = time.monotonic() + timeout
     try:
         with urllib.request.urlopen(url, timeout=timeout) as resp:
-            body = resp.read()
+            length = resp.headers.get("Content-Length")
+            if length is not None and length.isdigit() and int(length) > max_bytes:
+                return Reading(url, t, problem=f"status too large ({int(length):,} bytes, limit {max_bytes:,})")
+            parts: list[bytes] = []
+            size = 0
+            while True:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return Reading(url, t, problem=f"too slow: no complete answer within {timeout:g} s")
+                sock = getattr(getattr(getattr(resp, "fp", None), "raw", None), "_sock", None)
+                if sock is not None:
+                    sock.settimeout(remaining)
+                part = resp.read1(_CHUNK)
+                if not part:
+                    break
+                size += len(part)
+                if size > max_bytes:
+                    return Reading(url, t, problem=f"status too large (over {max_bytes:,} bytes)")
+                parts.append(part)
+            body = b"".join(parts)
     except urllib.error.HTTPError as exc:
         return Reading(url, t, problem=f"HTTP {exc.code}")
-    except (urllib.error.URLError, OSError) as exc:
+    except (urllib.error.URLError, OSError, http.client.HTTPException) as exc:
+        if time.monotonic() >= deadline:
+            return Reading(url, t, problem=f"too slow: no complete answer within {timeout:g} s")
         reason = getattr(exc, "reason", exc)
-        return Reading(url, t, problem=f"unreachable ({reason})")
+        return Reading(url, t, problem=_one_line(f"unreachable ({reason})"))
+    return _parse_body(url, t, body)
+
+
+def _one_line(text: str, limit: int = 200) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _parse_body(url: str, t: float, body: bytes) -> Reading:
     try:
         status = json.loads(body)
+    except RecursionError:
+        return Reading(url, t, problem="not JSON this harness reads (nested too deeply)")
     except ValueError:
         return Reading(url, t, problem=f"not JSON ({body[:40]!r})")
     if not isinstance(status, dict):
         return Reading(url, t, problem=f"not a JSON object ({type(status).__name__})")
     return Reading(url, t, status=status)
+
+
+def _read_all(urls: Sequence[str], timeout: float, t0: float, max_bytes: int) -> list[Reading]:
+    """Read every URL concurrently, each in a daemon thread; never wait past the deadline.
+
+    A reader that is still blocked at the deadline is abandoned (it is a daemon thread and
+    gives up at its own deadline) and reported as too slow. A reader that crashes is an
+    error of the poller, raised here: never reported as a quiet worker.
+    """
+    results: list[Reading | None] = [None] * len(urls)
+    crashes: list[BaseException | None] = [None] * len(urls)
+
+    def work(i: int, url: str) -> None:
+        try:
+            results[i] = _read(url, timeout, t0, max_bytes)
+        except BaseException as exc:  # reported below, in the caller's thread
+            crashes[i] = exc
+
+    threads = [
+        threading.Thread(target=work, args=(i, url), name=f"harness-poll-{i}", daemon=True)
+        for i, url in enumerate(urls)
+    ]
+    for thread in threads:
+        thread.start()
+    deadline = time.monotonic() + timeout + 1.0
+    for thread in threads:
+        thread.join(max(0.0, deadline - time.monotonic()))
+    out: list[Reading] = []
+    for i, url in enumerate(urls):
+        crash = crashes[i]
+        if crash is not None:
+            raise HarnessError(
+                f"poll_status: the poller crashed reading {url!r}: " + _one_line(f"{type(crash).__name__}: {crash}")
+            ) from crash
+        reading = results[i]
+        if reading is None:
+            reading = Reading(url, time.monotonic() - t0, problem=f"too slow: no answer within {timeout:g} s")
+        out.append(reading)
+    return out
 
 
 def poll_status(
@@ -78,35 +157,56 @@ def poll_status(
     duration: object = "30 s",
     timeout: object = "2 s",
     until: Mapping[str, object] | None = None,
+    max_bytes: int = MAX_BODY,
 ) -> StatusLog:
     """Poll every URL each ``every`` for ``duration``, concurrently, each read with ``timeout``.
 
+    ``timeout`` bounds each whole read (connect, headers and body), ``max_bytes`` its size.
     With ``until`` (required metrics and thresholds), stop early once all are met.
     """
+    if isinstance(urls, (str, bytes)) or not isinstance(urls, Sequence):
+        raise HarnessUsageError(f"poll_status urls={urls!r} must be a list of status URLs")
     if not urls:
         raise HarnessUsageError("poll_status got no URLs to poll")
+    for url in urls:
+        if not isinstance(url, str) or not url.startswith(("http://", "https://")):
+            raise HarnessUsageError(f"poll_status URL {url!r} must be an http:// or https:// URL")
+    if isinstance(max_bytes, bool) or not isinstance(max_bytes, int) or max_bytes < 1:
+        raise HarnessUsageError(f"poll_status max_bytes={max_bytes!r} must be a whole number of bytes >= 1")
     period = parse_duration(every, "poll_status every=")
     total = parse_duration(duration, "poll_status duration=")
     limit = parse_duration(timeout, "poll_status timeout=")
+    stop_when = _thresholds(until) if until is not None else None
     log = StatusLog(list(urls))
     t0 = time.monotonic()
-    with ThreadPoolExecutor(max_workers=min(32, len(urls))) as pool:
-        while True:
-            log.polls.append(list(pool.map(lambda u: _read(u, limit, t0), urls)))
-            elapsed = time.monotonic() - t0
-            if until is not None and not _failures(log, _thresholds(until)):
-                break
-            if elapsed + period > total:
-                break
-            time.sleep(max(0.0, period - (time.monotonic() - t0 - elapsed)))
+    while True:
+        log.polls.append(_read_all(urls, limit, t0, max_bytes))
+        elapsed = time.monotonic() - t0
+        if stop_when is not None and not _failures(log, stop_when):
+            break
+        if elapsed + period > total:
+            break
+        time.sleep(max(0.0, period - (time.monotonic() - t0 - elapsed)))
     log.duration_s = time.monotonic() - t0
     return log
 
 
-def _thresholds(required: Mapping[str, object] | Sequence[str]) -> dict[str, Threshold]:
+def _thresholds(required: object) -> dict[str, Threshold]:
     if isinstance(required, Mapping):
-        return {name: parse_threshold(t, f"required[{name!r}]") for name, t in required.items()}
-    return {name: parse_threshold("> 0") for name in required}
+        pairs = list(required.items())
+    elif isinstance(required, Sequence) and not isinstance(required, (str, bytes)):
+        pairs = [(name, "> 0") for name in required]
+    else:
+        raise HarnessUsageError(
+            f"required={required!r} must be a list of metric names or a mapping name -> threshold, "
+            "e.g. ['ui_exploration_actions'] or {'ui_exploration_actions': '> 0'}"
+        )
+    out: dict[str, Threshold] = {}
+    for name, threshold in pairs:
+        if not isinstance(name, str) or not name:
+            raise HarnessUsageError(f"required metric name {name!r} must be a non-empty string")
+        out[name] = parse_threshold(threshold, f"required[{name!r}]")
+    return out
 
 
 def _metric(status: Mapping[str, Any], name: str) -> tuple[float | None, str | None]:
@@ -116,8 +216,11 @@ def _metric(status: Mapping[str, Any], name: str) -> tuple[float | None, str | N
         return None, "missing"
     raw = source[name]
     if isinstance(raw, bool) or not isinstance(raw, (int, float)):
-        return None, f"not a number ({raw!r})"
-    value = float(raw)
+        return None, _one_line(f"not a number ({raw!r})", 60)
+    try:
+        value = float(raw)
+    except OverflowError:
+        return None, "out of range"
     if math.isnan(value):
         return None, "NaN"
     if value < 0:
@@ -221,6 +324,11 @@ def assert_components_active(
         _check_trace(status, thresholds)
         return
     log = _as_log(status)
+    if not log.workers:
+        raise ComponentsError(
+            f"no workers to check: the status names 0 workers, so none of {', '.join(thresholds)} can be active. "
+            "Next: check that the workers started and that their status URLs were found."
+        )
     failing = _failures(log, thresholds)
     if not failing:
         return

@@ -62,7 +62,8 @@ def test_a_growing_test_fails_with_the_verdict_and_keeps_its_trace(pytester, run
     out = result.stdout.str()
     result.stdout.fnmatch_lines(
         [
-            "*GrowthError: Allocator live memory grows * MB per 1k steps after 'full' (step 500; window steps *limit 1 MB/1k steps*",
+            "*GrowthError: Allocator live memory grows * MB per 1k steps after 'full' (step 500; window steps *"
+            "limit 1 MB/1k steps*",
             "*At this rate * is reached at step *",
             "*memory leak harness*",
             "test_leaky.py::test_grows: FAIL allocated * MB/1k steps*after 'full'; limit 1 MB/1k steps",

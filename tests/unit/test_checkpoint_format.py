@@ -24,6 +24,7 @@ from fixtures.checkpoint import (
     load_buffer,
     read_manifest,
     save_buffer,
+    seal_manifest,
 )
 from harness.scenarios.replay import EpisodeReplay
 
@@ -79,7 +80,7 @@ def _rewrite_manifest(path, edit):
     (length,) = struct.unpack("<Q", data[-16:-8])
     manifest = json.loads(data[-16 - length : -16])
     edit(manifest)
-    footer = json.dumps(manifest).encode()
+    footer = json.dumps(seal_manifest(manifest)).encode()
     path.write_bytes(data[: -16 - length] + footer + struct.pack("<Q", len(footer)) + MAGIC_END)
 
 
@@ -116,9 +117,9 @@ def test_a_missing_chunk_is_named(saved):
 def test_another_format_version_is_refused(saved):
     _, path = saved
     data = bytearray(path.read_bytes())
-    data[8:12] = struct.pack("<I", 2)
+    data[8:12] = struct.pack("<I", 3)
     path.write_bytes(bytes(data))
-    with pytest.raises(CheckpointError, match="format version 2, this loader reads version 1"):
+    with pytest.raises(CheckpointError, match="format version 3, this loader reads version 2"):
         load_buffer(path)
 
 

@@ -88,7 +88,9 @@ def test_durations():
 
 def test_the_replay_view_leak_runs_into_a_1_gb_cap_in_a_child_and_says_where():
     pytest.importorskip("torch")
-    result = run_isolated("harness.scenarios.replay:run_leaky", {"steps": 100_000}, memory_limit="1 GB", timeout="300 s")
+    result = run_isolated(
+        "harness.scenarios.replay:run_leaky", {"steps": 100_000}, memory_limit="1 GB", timeout="300 s"
+    )
     assert result.outcome == "oom", result.message()
     assert result.trace is not None and result.trace.event("eviction") is not None
     assert 3_000 < result.last_step < 100_000

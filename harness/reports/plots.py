@@ -1,0 +1,551 @@
+"""Plots of the reports: static SVG from matplotlib, inlined into the page.
+
+Why matplotlib and not a JavaScript chart library: a report is opened from a CI artifact,
+often offline and sometimes years later; a static SVG needs no script, no network and no
+library version to render, prints, and diffs as text. matplotlib is imported here only,
+and only when a page is written (``pytest --help`` and a run with ``--leak-reports=no``
+never load it). Text stays text in the SVG (``svg.fonttype: none``), so the verdict,
+axis titles and legend are searchable and the limit line can be found by its id.
+
+Sparklines in the index are a single 120×24 polyline with no axes: drawn directly, since a
+matplotlib figure per row would cost the index ~50 ms a test for one line of pixels.
+"""
+
+from __future__ import annotations
+
+import io
+import itertools
+import math
+import re
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
+
+from harness import signals
+from harness.units import format_rate, format_rate_short, format_size, format_step
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
+
+    from harness.recording.trace import Trace
+
+#: Points per plotted line: buckets of a long trace keep their min/max as a band.
+MAX_POINTS = 1_200
+#: Signals that get a panel, in this order after the judged one.
+PANELS = ("rss", "allocated", "unaccounted", "accounted", "heap", "tree", "children", "cuda_allocated", "cuda_reserved")
+#: Panels beside the judged one at most.
+MAX_PANELS = 4
+LIMIT_COLOUR = "#c2185b"
+FIT_COLOUR = "#111111"
+EVENT_COLOUR = "#e67e00"
+WINDOW_COLOUR = "#dde7f5"
+BUDGET_COLOUR = "#7b1fa2"
+
+
+@contextmanager
+def _style(salt: str) -> Iterator[None]:
+    import matplotlib
+
+    with matplotlib.rc_context(
+        {
+            "svg.fonttype": "none",  # text stays <text>: searchable, and the browser's font
+            "svg.hashsalt": salt,  # stable ids, distinct between the figures of one page
+            "font.size": 9,
+            "font.family": "sans-serif",
+            "font.sans-serif": ["DejaVu Sans"],  # bundled with matplotlib: the layout's metrics
+            "axes.spines.top": False,
+            "axes.spines.right": False,
+            "axes.grid": True,
+            "grid.color": "#e6e6e6",
+            "grid.linewidth": 0.6,
+            "axes.titlesize": 9.5,
+            "axes.titleweight": "bold",
+            "axes.titlelocation": "left",
+            "legend.fontsize": 8,
+            "legend.framealpha": 0.92,
+        }
+    ):
+        yield
+
+
+def _figure(width: float, height: float, bottom: float = 0.45, top: float = 0.3) -> Figure:
+    """A figure with fixed margins in inches: constrained layout measured every tick label
+    twice and cost ~40% of a page here."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(width, height))
+    fig.subplots_adjust(
+        left=0.85 / width, right=1 - 0.15 / width, bottom=bottom / height, top=1 - top / height, hspace=0.42, wspace=0.3
+    )
+    return fig
+
+
+def _svg(fig: Figure, title: str) -> str:
+    buf = io.StringIO()
+    fig.savefig(buf, format="svg", metadata={"Date": None, "Title": title})
+    text = buf.getvalue()
+    start = text.find("<svg")
+    svg = text[start:] if start >= 0 else text
+    # The browser draws the text: fall back to a near-metric font where DejaVu is missing.
+    svg = svg.replace(
+        "font-family: 'DejaVu Sans', sans-serif", "font-family: 'DejaVu Sans', Verdana, Arial, sans-serif"
+    )
+    # Scale with the page: keep the viewBox, let CSS set the size.
+    # Scale down with the page, never up past the drawn size (a one-panel figure would
+    # otherwise blow its text up to the page's width).
+    natural = round(fig.get_figwidth() * 96)
+    svg = re.sub(
+        r'<svg([^>]*?) width="[^"]*" height="[^"]*"',
+        rf'<svg\1 class="plot" role="img" style="max-width:{natural}px"',
+        svg,
+        count=1,
+    )
+    return svg
+
+
+def scale(vmax: float) -> tuple[float, str]:
+    """(divisor, unit) for values up to ``vmax`` bytes: decimal prefixes, like format_size."""
+    for unit, div in (("TB", 1e12), ("GB", 1e9), ("MB", 1e6), ("KB", 1e3)):
+        if vmax >= div:
+            return div, unit
+    return 1.0, "B"
+
+
+def _series(trace: Trace, name: str) -> tuple[Any, Any, Any, Any] | None:
+    """(steps, line, low, high) of one signal, finite only, at most MAX_POINTS buckets."""
+    import numpy as np
+
+    x = np.asarray(trace.steps, dtype=float)
+    y = np.asarray(trace.signal(name), dtype=float)
+    try:
+        lo, hi = (np.asarray(a, dtype=float) for a in trace.extremes(name))
+    except Exception:  # a derived or odd column: its values are its own extremes
+        lo, hi = y, y
+    ok = np.isfinite(x) & np.isfinite(y) & np.isfinite(lo) & np.isfinite(hi)
+    x, y, lo, hi = x[ok], y[ok], lo[ok], hi[ok]
+    if not len(x):
+        return None
+    if len(x) > MAX_POINTS:
+        k = math.ceil(len(x) / MAX_POINTS)
+        idx = np.arange(0, len(x), k)
+        counts = np.diff(np.append(idx, len(x)))
+        y = np.add.reduceat(y, idx) / counts
+        lo = np.minimum.reduceat(lo, idx)
+        hi = np.maximum.reduceat(hi, idx)
+        x = np.add.reduceat(x, idx) / counts
+    return x, y, lo, hi
+
+
+def axis_title(name: str, unit: str) -> str:
+    short = {"rss": "RSS", "cuda_allocated": "CUDA allocated", "cuda_reserved": "CUDA reserved"}.get(
+        name, name.replace("_", " ")
+    )
+    return f"{short} ({unit})"
+
+
+def _panel(
+    ax: Axes,
+    trace: Trace,
+    name: str,
+    div: float,
+    unit: str,
+    accounting: str,
+) -> tuple[float, float] | None:
+    """Draw one signal; returns its (low, high) in plotted units, or None when empty."""
+    data = _series(trace, name)
+    if data is None:
+        ax.text(0.5, 0.5, f"no finite samples of {name}", transform=ax.transAxes, ha="center", color="#777")
+        return None
+    x, y, lo, hi = data
+    colour = signals.colour(name)
+    if (hi > lo).any():
+        ax.fill_between(
+            x, lo / div, hi / div, color=colour, alpha=0.18, linewidth=0, label="min–max within each plotted point"
+        )
+    ax.plot(x, y / div, color=colour, linewidth=1.2, label=signals.words(name, accounting))
+    ax.set_ylabel(axis_title(name, unit))
+    ax.set_title(signals.words(name, accounting))
+    return float(lo.min() / div), float(hi.max() / div)
+
+
+def _events(ax: Axes, trace: Trace, label: bool) -> None:
+    for ev in trace.events:
+        ax.axvline(ev.step, color=EVENT_COLOUR, linestyle="--", linewidth=1.1)
+        if label:
+            ax.annotate(
+                f"{ev.name} (step {format_step(ev.step)})",
+                xy=(ev.step, 1.0),
+                xycoords=("data", "axes fraction"),
+                xytext=(3, -10),
+                textcoords="offset points",
+                color=EVENT_COLOUR,
+                fontsize=8,
+            )
+
+
+def _step_axis(ax: Axes) -> None:
+    from matplotlib.ticker import FuncFormatter, MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(nbins=8, integer=True))
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:,.0f}"))
+
+
+def _plain_y(ax: Axes) -> None:
+    ax.ticklabel_format(axis="y", style="plain", useOffset=False)
+
+
+def _zoom(ax: Axes, low: float, high: float) -> None:
+    """The y-axis zoomed to the data (not from zero): a 330→347 MB leak must look like one."""
+    span = high - low
+    pad = span * 0.08 if span > 0 else max(abs(high) * 0.01, 1e-3)
+    ax.set_ylim(low - pad, high + pad)
+
+
+def signal_panels(trace: Trace, judged: str | None) -> list[str]:
+    names = [n for n in PANELS if n in trace.signals and n != judged]
+    return ([judged] if judged else []) + names[: MAX_PANELS if judged else MAX_PANELS + 1]
+
+
+def growth_svg(trace: Trace, record: Mapping[str, Any], salt: str = "") -> str:
+    """The growth check's plot: the judged signal with window, fit, limit, events and the
+    projection, then one panel per other recorded signal with its own fit in the window."""
+    judged = str(record["signal"])
+    names = signal_panels(trace, judged) if judged in trace.signals else signal_panels(trace, None)
+    accounting = " + ".join(trace.accounting_names())
+    start, end = (float(v) for v in record["window"])
+    fits: dict[str, Mapping[str, Any]] = {k: v for k, v in dict(record.get("related") or {}).items()}
+    for sig, j in dict(record.get("judged") or {}).items():
+        fits.setdefault(sig, j["growth"])
+    heights = [2.3] + [1.0] * (len(names) - 1)
+    with _style(f"{salt}-growth"):
+        fig = _figure(10.5, 2.9 + 1.35 * (len(names) - 1))
+        axes = fig.subplots(len(names), 1, sharex=True, height_ratios=heights, squeeze=False)[:, 0]
+        last_step = float(trace.steps[-1]) if len(trace) else end
+        x_right = last_step
+        for i, (ax, name) in enumerate(zip(axes, names, strict=True)):
+            values = trace.signal(name)
+            finite = values[~_isnan(values)]
+            vmax = float(abs(finite).max()) if len(finite) else 1.0
+            div, unit = scale(vmax)
+            extent = _panel(ax, trace, name, div, unit, accounting)
+            ax.axvspan(start, end, color=WINDOW_COLOUR, alpha=0.55, linewidth=0, zorder=0)
+            _events(ax, trace, label=i == 0)
+            _plain_y(ax)
+            if extent is None:
+                continue
+            low, high = extent
+            if name == judged:
+                slope = float(record["slope_bytes_per_step"])
+                intercept = _intercept(record, fits.get(name))
+                f0, f1 = (intercept + slope * start) / div, (intercept + slope * end) / div
+                lo_i, hi_i = (float(v) for v in record.get("interval", [slope, slope]))
+                ax.plot(
+                    [start, end],
+                    [f0, f1],
+                    color=FIT_COLOUR,
+                    linewidth=1.6,
+                    label=f"fit {format_rate(slope)} (interval {format_rate_short(lo_i)}–{format_rate(hi_i)})",
+                    gid="fit-line",
+                    zorder=1.5,  # under the data: where they coincide, the data shows
+                    alpha=0.85,
+                )
+                limit = float(record["limit_bytes_per_step"])
+                (limit_line,) = ax.plot(
+                    [start, end],
+                    [f0, f0 + limit * (end - start) / div],
+                    color=LIMIT_COLOUR,
+                    linestyle=(0, (6, 3)),
+                    linewidth=1.6,
+                    label=f"limit {record.get('limit_text', format_rate(limit))} from the window start",
+                )
+                limit_line.set_gid("limit-line")
+                low, high = min(low, f0, f1), max(high, f0, f1)
+                ax.annotate(
+                    f"analysis window: steps {format_step(start)}–{format_step(end)}",
+                    xy=(start, 1.0),
+                    xycoords=("data", "axes fraction"),
+                    xytext=(4, -22),
+                    textcoords="offset points",
+                    fontsize=8,
+                    color="#34558b",
+                )
+                # Room above the data for the limit line to show its climb (a flat run's
+                # limit otherwise leaves the plot at once), without flattening the data.
+                limit_end = f0 + limit * (end - start) / div
+                if limit_end > high:
+                    high = min(limit_end, high + 0.6 * max(high - low, 1e-9))
+            elif name in fits:
+                g = fits[name]
+                f0 = (float(g["intercept"]) + float(g["slope"]) * start) / div
+                f1 = (float(g["intercept"]) + float(g["slope"]) * end) / div
+                ax.plot([start, end], [f0, f1], color=FIT_COLOUR, linewidth=1.1, linestyle=":", zorder=1.5)
+                ax.text(
+                    0.995,
+                    0.04,
+                    f"{format_rate(float(g['slope']))} in the window",
+                    transform=ax.transAxes,
+                    ha="right",
+                    fontsize=8,
+                    color="#333",
+                )
+            if name == record.get("projection_signal", judged):
+                low, high, x_right = _projection(
+                    ax, record, fits.get(name), name, judged, div, unit, low, high, x_right
+                )
+            _zoom(ax, low, high)
+        rising = float(record["slope_bytes_per_step"]) >= 0
+        axes[0].legend(loc="lower right" if rising else "upper right", ncols=2)
+        axes[-1].set_xlabel("step")
+        _step_axis(axes[-1])
+        axes[-1].set_xlim(float(trace.steps[0]) if len(trace) else start, x_right)
+        for ax in axes[:-1]:
+            ax.tick_params(labelbottom=False)
+        return _svg(fig, f"{record.get('signal_words', judged)} against step")
+
+
+def _isnan(values: Any) -> Any:
+    import numpy as np
+
+    return ~np.isfinite(values)
+
+
+def _intercept(record: Mapping[str, Any], fit: Mapping[str, Any] | None) -> float:
+    judged = dict(record.get("judged") or {}).get(str(record["signal"]))
+    if judged is not None:
+        return float(judged["growth"]["intercept"])
+    if fit is not None:
+        return float(fit["intercept"])
+    return float(record.get("intercept", 0.0))
+
+
+def _projection(
+    ax: Axes,
+    record: Mapping[str, Any],
+    fit: Mapping[str, Any] | None,
+    name: str,
+    judged: str,
+    div: float,
+    unit: str,
+    low: float,
+    high: float,
+    x_right: float,
+) -> tuple[float, float, float]:
+    """Draw the OOM projection when it lands within 1.6× the run; else say where it lands."""
+    projected, budget = record.get("projected_step"), record.get("budget")
+    if not projected or not budget:
+        return low, high, x_right
+    projected, budget = float(projected), float(budget)
+    end = float(record["window"][1])
+    if name == judged or fit is None:
+        slope, intercept = float(record["slope_bytes_per_step"]), _intercept(record, fit)
+    else:
+        slope, intercept = float(fit["slope"]), float(fit["intercept"])
+    if projected <= x_right * 1.6 and budget / div <= high + 4 * max(high - low, 1e-9):
+        ax.plot(
+            [end, projected],
+            [(intercept + slope * end) / div, budget / div],
+            color=BUDGET_COLOUR,
+            linestyle=":",
+            linewidth=1.5,
+            label=f"projection: {format_size(budget)} at step {format_step(projected)}",
+        )
+        ax.axhline(budget / div, color=BUDGET_COLOUR, linewidth=0.9, linestyle="-.")
+        ax.annotate(
+            f"budget {format_size(budget)} ({record.get('budget_source') or 'budget'})",
+            xy=(0.0, budget / div),
+            xycoords=("axes fraction", "data"),
+            xytext=(4, -11),
+            textcoords="offset points",
+            fontsize=8,
+            color=BUDGET_COLOUR,
+        )
+        ax.legend(loc="lower right", ncols=2)
+        return min(low, budget / div), max(high, budget / div), projected * 1.03
+    ax.text(
+        0.01,
+        0.94 if slope >= 0 else 0.06,
+        f"at this rate {format_size(budget)} is reached at step {format_step(projected)} (beyond this plot)",
+        transform=ax.transAxes,
+        ha="left",
+        va="top" if slope >= 0 else "bottom",
+        fontsize=8,
+        color=BUDGET_COLOUR,
+    )
+    return low, high, x_right
+
+
+def trace_svg(trace: Trace, salt: str = "") -> str:
+    """A trace with no growth check: each recorded signal against step, with its events."""
+    names = signal_panels(trace, None)
+    accounting = " + ".join(trace.accounting_names())
+    if not names:
+        return ""
+    with _style(f"{salt}-trace"):
+        fig = _figure(10.5, 1.2 + 1.5 * len(names))
+        axes = fig.subplots(len(names), 1, sharex=True, squeeze=False)[:, 0]
+        for i, (ax, name) in enumerate(zip(axes, names, strict=True)):
+            values = trace.signal(name)
+            finite = values[~_isnan(values)]
+            div, unit = scale(float(abs(finite).max()) if len(finite) else 1.0)
+            extent = _panel(ax, trace, name, div, unit, accounting)
+            _events(ax, trace, label=i == 0)
+            _plain_y(ax)
+            if extent is not None:
+                _zoom(ax, *extent)
+            if i < len(names) - 1:
+                ax.tick_params(labelbottom=False)
+        axes[-1].set_xlabel("step")
+        _step_axis(axes[-1])
+        return _svg(fig, f"{trace.name}: memory against step")
+
+
+def peak_svg(record: Mapping[str, Any], salt: str = "") -> str:
+    """A peak check: RSS during the block against time, with the baseline, the payload over
+    it, the limit over it and the peak."""
+    baseline, over = float(record["baseline"]), float(record["over_baseline"])
+    limit, payload = float(record["limit"]), record.get("payload")
+    peak = baseline + over
+    timeline = [(float(t), float(v)) for t, v in record.get("timeline") or ()]
+    top = max(peak, baseline + limit, baseline + float(payload or 0))
+    div, unit = scale(top)
+    with _style(f"{salt}-peak"):
+        fig = _figure(10.5, 3.4)
+        ax = fig.subplots()
+        duration = max(float(record.get("duration_s") or 0.0), timeline[-1][0] if timeline else 0.0, 1e-3)
+        if timeline:
+            ax.plot(
+                [t for t, _ in timeline],
+                [v / div for _, v in timeline],
+                color=signals.colour("rss"),
+                linewidth=1.3,
+                label="RSS during the block (sampled)",
+            )
+        ax.axhline(baseline / div, color="#555", linewidth=1.2, label=f"baseline {format_size(baseline)}")
+        if payload:
+            ax.axhline(
+                (baseline + float(payload)) / div,
+                color="#2e7d32",
+                linestyle="--",
+                linewidth=1.2,
+                label=f"baseline + payload {format_size(float(payload))}",
+            )
+        limit_line = ax.axhline(
+            (baseline + limit) / div,
+            color=LIMIT_COLOUR,
+            linestyle=(0, (6, 3)),
+            linewidth=1.6,
+            label=f"baseline + limit {record.get('limit_text', '')} ({format_size(limit)})",
+        )
+        limit_line.set_gid("limit-line")
+        at = record.get("peak_at_s")
+        px = float(at) if at is not None else duration
+        colour = "#1a7f37" if record.get("passed") else "#cf222e"
+        ax.plot([px], [peak / div], marker="v", markersize=9, color=colour, linestyle="none")
+        ax.annotate(
+            f"peak {format_size(peak)}: {format_size(over)} over baseline",
+            xy=(px, peak / div),
+            xytext=(10, -14),
+            textcoords="offset points",
+            color=colour,
+            fontsize=9,
+            fontweight="bold",
+        )
+        _zoom(ax, baseline / div, top / div)
+        ax.set_xlim(0, duration * 1.02)
+        ax.set_xlabel("seconds into the block")
+        ax.set_ylabel(f"RSS ({unit})")
+        ax.set_title("RSS during the block")
+        _plain_y(ax)
+        ax.legend(loc="center right")
+        return _svg(fig, "peak over baseline")
+
+
+def trend_svg(test: str, runs: Sequence[tuple[str, Mapping[str, Any]]], salt: str = "") -> str:
+    """One test across saved runs: slope with its interval, steady level, peak (those saved)."""
+    from matplotlib.ticker import FixedLocator
+
+    present = [f for f in ("slope", "level", "peak") if any(isinstance(r.get(f), (int, float)) for _, r in runs)]
+    if not present:
+        return '<p class="muted">No figures saved for this test (a release check has none).</p>'
+    labels = [name.lstrip("0") for name, _ in runs]
+    xs = list(range(len(runs)))
+    with _style(f"{salt}-trend"):
+        fig = _figure(3.6 * len(present) + 0.3, 2.5, bottom=0.5)
+        axes = fig.subplots(1, len(present), squeeze=False)[0]
+        for ax, figure in zip(axes, present, strict=True):
+            points = [(x, f) for x, (_, f) in zip(xs, runs, strict=True) if isinstance(f.get(figure), (int, float))]
+            if figure == "slope":
+                per_k = [
+                    (
+                        x,
+                        float(f["slope"]) * 1e3,
+                        float(f.get("slope_low", f["slope"])) * 1e3,
+                        float(f.get("slope_high", f["slope"])) * 1e3,
+                    )
+                    for x, f in points
+                ]
+                div, unit = scale(max(max(abs(v) for _, v, _, _ in per_k), 1.0))
+                ax.errorbar(
+                    [x for x, *_ in per_k],
+                    [v / div for _, v, _, _ in per_k],
+                    yerr=[[(v - lo) / div for _, v, lo, _ in per_k], [(hi - v) / div for _, v, _, hi in per_k]],
+                    fmt="o-",
+                    color=signals.colour("rss"),
+                    ecolor="#9bb5d6",
+                    capsize=3,
+                    markersize=4,
+                    linewidth=1.2,
+                )
+                ax.set_ylabel(f"slope ({unit}/1k steps)")
+                ax.set_title("slope, with its interval")
+            else:
+                ys = [float(f[figure]) for _, f in points]
+                div, unit = scale(max(max(abs(v) for v in ys), 1.0))
+                ax.plot(
+                    [x for x, _ in points], [v / div for v in ys], "o-", color="#2e7d32", markersize=4, linewidth=1.2
+                )
+                ax.set_ylabel(f"{figure} ({unit})")
+                kind = str(points[-1][1].get("peak_kind", "")) if figure == "peak" else "steady, above start"
+                ax.set_title(f"{figure} ({kind})" if kind else figure)
+            _plain_y(ax)
+            ax.xaxis.set_major_locator(FixedLocator(xs))
+            ax.set_xticklabels(
+                [lab[:16] for lab in labels],
+                rotation=30 if len(xs) > 4 else 0,
+                ha="right" if len(xs) > 4 else "center",
+                fontsize=7,
+            )
+            ax.set_xlim(-0.4, len(xs) - 0.6)
+        return _svg(fig, f"{test} across saved runs")
+
+
+def sparkline(values: Sequence[float], colour: str = "#1f77b4", width: int = 120, height: int = 24) -> str:
+    """A tiny inline SVG line of ``values`` (zoomed to their range), or "" with fewer than 2."""
+    pts = [v for v in values if isinstance(v, (int, float)) and math.isfinite(v)]
+    if len(pts) < 2:
+        return ""
+    lo, hi = min(pts), max(pts)
+    span = (hi - lo) or 1.0
+    step = (width - 2) / (len(pts) - 1)
+    coords = " ".join(
+        f"{1 + i * step:.1f},{height - 2 - (v - lo) / span * (height - 4):.1f}" for i, v in enumerate(pts)
+    )
+    title = f"{format_size(lo)} – {format_size(hi)}"
+    return (
+        f'<svg class="spark" viewBox="0 0 {width} {height}" width="{width}" height="{height}" role="img">'
+        f"<title>{title}</title>"
+        f'<polyline fill="none" stroke="{colour}" stroke-width="1.4" points="{coords}"/></svg>'
+    )
+
+
+def spark_values(trace: Trace, name: str, n: int = 80) -> list[float]:
+    """About ``n`` evenly spaced medians of ``name`` for a sparkline."""
+    import numpy as np
+
+    values = np.asarray(trace.signal(name), dtype=float)
+    values = values[np.isfinite(values)]
+    if len(values) <= n:
+        return [float(v) for v in values]
+    edges = np.linspace(0, len(values), n + 1).astype(int)
+    return [float(np.median(values[a:b])) for a, b in itertools.pairwise(edges) if b > a]
