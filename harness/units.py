@@ -11,6 +11,7 @@ Decimal prefixes are decimal and binary prefixes are binary, as in IEC 80000-13:
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from dataclasses import dataclass
@@ -38,12 +39,21 @@ _UNITS: dict[str, int] = {
 }
 
 _NUMBER = r"[+-]?(?:\d+(?:[_,]\d{3})*(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?"
-_SIZE_RE = re.compile(rf"^\s*(?P<num>{_NUMBER})\s*(?P<unit>[A-Za-z]*)\s*$")
-_PER_RE = re.compile(
-    rf"^\s*(?P<size>.+?)\s*(?:/|\bper\b)\s*(?P<count>{_NUMBER})?\s*(?P<mult>[kKmM])?\s*"
-    r"(?P<steps>steps?)?\s*$"
-)
-_RATIO_RE = re.compile(rf"^\s*(?P<num>{_NUMBER})\s*[x×]\s*$")
+#: Patterns are compiled on first use, not at import: every project that has the plugin
+#: installed imports this module, and compiling these cost ~10 ms there.
+_PATTERNS = {
+    "size": rf"^\s*(?P<num>{_NUMBER})\s*(?P<unit>[A-Za-z]*)\s*$",
+    "per": rf"^\s*(?P<size>.+?)\s*(?:/|\bper\b)\s*(?P<count>{_NUMBER})?\s*(?P<mult>[kKmM])?\s*"
+    r"(?P<steps>steps?)?\s*$",
+    "ratio": rf"^\s*(?P<num>{_NUMBER})\s*[x×]\s*$",
+    "threshold": rf"^\s*(?P<scope>sum\s+|each\s+)?(?:(?P<op>>=|<=|==|>|<)\s*(?P<num>{_NUMBER})|"
+    rf"(?P<lo>{_NUMBER})\s*\.\.\s*(?P<hi>{_NUMBER}))\s*$",
+}
+
+
+@functools.cache
+def _pattern(name: str) -> re.Pattern[str]:
+    return re.compile(_PATTERNS[name])
 
 
 def _where(source: str | None) -> str:
@@ -69,7 +79,7 @@ def parse_size(value: object, source: str | None = None) -> float:
     if isinstance(value, (int, float)):
         size = _float(value)
     elif isinstance(value, str):
-        match = _SIZE_RE.match(value)
+        match = _pattern("size").match(value)
         if match is None:
             raise HarnessUsageError(
                 f"cannot read size {value!r}{_where(source)}: expected a number with a unit, like '512 MB' or '1.5 GiB'"
@@ -104,7 +114,7 @@ def parse_rate(value: object, source: str | None = None) -> float:
             f"rate {value!r}{_where(source)} is a {type(value).__name__}; "
             "give bytes/step or a string like '1 MB/1k steps'"
         )
-    match = _PER_RE.match(value)
+    match = _pattern("per").match(value)
     if match is None or not (match.group("count") or match.group("mult") or match.group("steps")):
         raise HarnessUsageError(
             f"cannot read rate {value!r}{_where(source)}: "
@@ -134,7 +144,7 @@ def parse_rate(value: object, source: str | None = None) -> float:
 def parse_ratio(value: object, source: str | None = None) -> float:
     """A multiple of a payload: "1.25x" -> 1.25."""
     if isinstance(value, str):
-        match = _RATIO_RE.match(value)
+        match = _pattern("ratio").match(value)
         if match is not None:
             ratio = _number(match.group("num"))
             if math.isfinite(ratio) and ratio >= 0:
@@ -212,7 +222,7 @@ class Limit:
 
 def parse_limit(value: object, source: str | None = None) -> Limit:
     """A size ("256 MB", bytes) or a payload ratio ("1.25x")."""
-    if isinstance(value, str) and _RATIO_RE.match(value):
+    if isinstance(value, str) and _pattern("ratio").match(value):
         return Limit(ratio=parse_ratio(value, source))
     return Limit(bytes=parse_size(value, source))
 
@@ -244,11 +254,6 @@ def _three(x: float) -> str:
     if x >= 100:
         return f"{x:.0f}"
     return f"{x:.1f}"
-
-
-_THRESHOLD_RE = re.compile(
-    rf"^\s*(?P<scope>sum\s+|each\s+)?(?:(?P<op>>=|<=|==|>|<)\s*(?P<num>{_NUMBER})|(?P<lo>{_NUMBER})\s*\.\.\s*(?P<hi>{_NUMBER}))\s*$"
-)
 
 
 @dataclass(frozen=True)
@@ -286,7 +291,7 @@ def parse_threshold(value: object, source: str | None = None) -> Threshold:
         if math.isfinite(_float(value)):
             return Threshold(">=", float(value), text=f">= {value:g}")
     elif isinstance(value, str):
-        match = _THRESHOLD_RE.match(value)
+        match = _pattern("threshold").match(value)
         if match is not None:
             scope = (match.group("scope") or "each").strip()
             text = " ".join(value.split())

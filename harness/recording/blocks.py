@@ -28,8 +28,8 @@ A samples payload::
 
 Encodings: "dW" integral values (steps, byte counts) as their first value (int64) and
 deltas in W-byte ints (the narrowest that holds them), "uW" times likewise in
-microseconds, "f" raw float64 (anything else, NaN and infinities included). Multi-byte
-arrays are byte-shuffled (the k-th bytes of all values together) before compression.
+microseconds, "f" raw float64 (anything else, NaN and infinities included). Arrays of 4-
+and 8-byte values are byte-shuffled (the k-th bytes of all values together).
 """
 
 from __future__ import annotations
@@ -65,7 +65,7 @@ FLUSH_S = 1.0
 
 def _shuffle(raw: NDArray[Any]) -> bytes:
     width = raw.dtype.itemsize
-    if width == 1:
+    if width <= 2:  # small deltas: shuffling buys little and costs a copy on every load
         return raw.tobytes()
     return np.ascontiguousarray(raw.view(np.uint8).reshape(-1, width).T).tobytes()
 
@@ -74,8 +74,8 @@ def _unshuffle(buf: bytes, n: int, dtype: Any) -> NDArray[Any]:
     width = np.dtype(dtype).itemsize
     if len(buf) != width * n:
         raise ValueError(f"an array of {n} values of {width} bytes holds {len(buf)} bytes")
-    if width == 1:
-        return np.frombuffer(buf, dtype=dtype).copy()
+    if width <= 2:
+        return np.frombuffer(buf, dtype=dtype)
     out: NDArray[Any] = np.frombuffer(buf, dtype=np.uint8).reshape(width, n).T.copy().view(dtype).reshape(-1)
     return out
 
@@ -113,13 +113,7 @@ def _decode(enc: str, buf: bytes, n: int, *, ints: bool = False) -> NDArray[Any]
     if len(enc) != 2 or enc[0] not in "du" or not enc[1].isdigit() or int(enc[1]) not in _INTS:
         raise ValueError(f"unknown encoding {enc!r}")
     (first,) = struct.unpack_from("<q", buf, 0)
-    dtype = _INTS[int(enc[1])]
-    if dtype is np.int8:
-        if len(buf) != 8 + n:
-            raise ValueError(f"an array of {n} values of 1 byte holds {len(buf) - 8} bytes")
-        deltas: NDArray[Any] = np.frombuffer(buf, dtype=np.int8, offset=8)
-    else:
-        deltas = _unshuffle(buf[8:], n, dtype)
+    deltas = _unshuffle(buf[8:], n, _INTS[int(enc[1])])
     out = np.cumsum(deltas, dtype=np.int64)
     out += first
     if ints:

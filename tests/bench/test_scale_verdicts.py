@@ -46,11 +46,11 @@ def run_command(*argv: str) -> tuple[float, float, int]:
     """(wall seconds, peak RSS in MB, exit status) of ``harness ARGV`` in a fresh interpreter."""
     started = time.perf_counter()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "harness.cli", *argv], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+        [sys.executable, "-m", "harness.cli", *argv], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
-    _, status, usage = os.wait4(proc.pid, 0)
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    return time.perf_counter() - started, usage.ru_maxrss / 1024, proc.returncode
+    _, status, usage = os.wait4(proc.pid, 0)  # this child's own peak RSS
+    proc.returncode = code = os.waitstatus_to_exitcode(status)
+    return time.perf_counter() - started, usage.ru_maxrss / 1024, code
 
 
 def figures(path: Path, tmp: Path) -> dict[str, dict[str, float]]:
