@@ -47,9 +47,10 @@ def select_window(trace: Trace, after: str | None = None, settle: object = None)
         origin = event.step
         kind, amount = parse_settle(DEFAULT_SETTLE_AFTER_EVENT if settle is None else settle)
     else:
-        origin = steps[0]
+        origin = int(steps[0])
         kind, amount = parse_settle(DEFAULT_WARMUP if settle is None else settle)
-    span = steps[-1] - origin
+    origin = int(origin)  # plain ints: verdicts travel through xdist and JSON
+    span = int(steps[-1]) - origin
     settle_steps = round(amount * span) if kind == "fraction" else int(amount)
     start_step = origin + settle_steps
     first = int(np.searchsorted(steps, start_step, side="left"))

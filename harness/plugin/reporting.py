@@ -162,7 +162,7 @@ class ReportHooks:
                     "save a new baseline with --leak-save."
                 )
                 data["outcome"] = "failed"
-        setattr(report, ATTR, data)
+        setattr(report, ATTR, _plain(data))
         item.stash[STATE_KEY] = {**data, "checks": checks, "trace": trace}
 
     @pytest.hookimpl(wrapper=True)
@@ -335,6 +335,20 @@ class ReportHooks:
             terminalreporter.write_line(f"saved this run as {self.saved_path}")
         for error in self.errors:
             terminalreporter.write_line(error, red=True)
+
+
+def _plain(data: dict[str, Any]) -> dict[str, Any]:
+    """Only JSON types (xdist serialises the report; numpy scalars cannot cross)."""
+
+    def convert(value: object) -> object:
+        item = getattr(value, "item", None)  # numpy scalars and 0-d arrays
+        if callable(item):
+            return item()
+        tolist = getattr(value, "tolist", None)
+        return tolist() if callable(tolist) else str(value)
+
+    result: dict[str, Any] = json.loads(json.dumps(data, default=convert))
+    return result
 
 
 def _shown(value: object) -> str:

@@ -27,7 +27,7 @@ LEAK_LINE = "test_leaky.py:8"
 FLAT = """
 import pytest
 
-@pytest.mark.leak(max_growth="1 MB/1k steps", after="full")
+@pytest.mark.leak(max_growth="1 MB/1k steps", after="full", every=10)
 def test_flat(memory_trace):
     ring = [None] * 50
     for step in memory_trace.steps(1_500):

@@ -7,7 +7,7 @@ import pytest
 from fixtures.catalog import verify as v
 
 
-@pytest.mark.slow
+@pytest.mark.study
 def test_every_catalog_case_leaks_or_stays_flat_as_declared():
     pytest.importorskip("torch")
     pytest.importorskip("matplotlib")

@@ -30,7 +30,7 @@ def _trace(tmp_path, per_step: int):
 
 def test_check_fails_on_growth_and_passes_when_flat(tmp_path):
     grown = cli("check", str(_trace(tmp_path, 50_000)), "--after", "eviction")
-    assert grown.returncode == 1 and grown.stdout.startswith("RSS grows ")
+    assert grown.returncode == 1 and grown.stdout.startswith("Allocator live memory grows ")
     flat = cli("check", str(_trace(tmp_path, 0)), "--after", "eviction")
     assert flat.returncode == 0 and "Passed" in flat.stdout
 
