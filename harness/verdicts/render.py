@@ -116,10 +116,16 @@ def _relation(verdict: GrowthVerdict) -> list[str]:
     limit = verdict.limit
     if verdict.signal == "allocated" and rss is not None:
         ratio = rss.growth.slope / alloc.growth.slope if alloc is not None and alloc.growth.slope > 0 else 0.0
-        if ratio > 0:
+        if ratio > 1.5:
+            out.append(
+                f"RSS grows {format_rate(rss.growth.slope)}, so {ratio:.1f}× of what leaks reaches the OS: the "
+                "retained blocks pin heap pages between freed buffers (fragmentation), so fixing the leak frees "
+                "far more than it holds; MALLOC_MMAP_THRESHOLD_=131072 keeps large buffers out of the heap."
+            )
+        elif ratio > 0:
             out.append(
                 f"RSS grows {format_rate(rss.growth.slope)}, so {ratio:.1f}× of what leaks reaches the OS "
-                "(the allocator reuses freed holes first, then the heap grows in stairs)."
+                "(the allocator reuses freed holes first; RSS follows in stairs)."
             )
         else:
             out.append(
