@@ -36,6 +36,14 @@ def select_window(trace: Trace, after: str | None = None, settle: object = None)
     if len(trace) == 0:
         raise TraceError(f"trace {trace.name!r} is empty: nothing was sampled (did the loop run?)")
     steps = trace.steps
+    back = np.flatnonzero(np.diff(steps) < 0)
+    if back.size:
+        i = int(back[0]) + 1
+        raise TraceError(
+            f"trace {trace.name!r}: steps go backwards at row {i + 1:,} (step {format_step(steps[i])} after "
+            f"{format_step(steps[i - 1])}); a slope per step needs increasing steps: number the loop's steps "
+            "on (rec.steps() continues from the last step), or record each phase in its own trace"
+        )
     if after is not None:
         event = trace.event(after)
         if event is None:

@@ -16,6 +16,7 @@ every project that merely has the plugin installed loads it. Option names all st
 from __future__ import annotations
 
 import argparse
+import contextlib
 from collections.abc import Iterator
 from contextlib import ExitStack
 from pathlib import Path
@@ -100,6 +101,16 @@ def _memray_blocked(config: pytest.Config) -> str | None:
     return None
 
 
+def _stop(rec: Recorder, nodeid: str) -> None:
+    from harness.errors import HarnessError
+
+    with contextlib.suppress(HarnessError):
+        rec.stop()  # raises once, if the trace file could not be written (full disk, read-only)
+    error = rec.trace.meta.get("file_error")
+    if error:
+        pytest.fail(f"{nodeid}: memory_trace: {error}", pytrace=False)
+
+
 @pytest.fixture
 def soak(request: pytest.FixtureRequest) -> Any:
     """The soak budget from --soak-minutes / --soak-steps (ini soak_minutes, soak_steps).
@@ -174,7 +185,7 @@ def memory_trace(request: pytest.FixtureRequest) -> Iterator[Recorder]:
             else:
                 capture = directory / "memray.bin"
                 stack.enter_context(memray_capture(capture))
-        stack.callback(rec.stop)
+        stack.callback(_stop, rec, item.nodeid)
         try:
             rec.start()
         except OSError as exc:

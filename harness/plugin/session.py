@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from harness.errors import HarnessUsageError, LeakError
+from harness.errors import HarnessError, HarnessUsageError, LeakError
 from harness.plugin.markers import LeakSpec, parse_marker
 from harness.plugin.settings import ItemSettings, Settings, for_item
 
@@ -145,7 +145,10 @@ class LeakSession:
         from harness.analysis.growth import growth_verdict
         from harness.errors import GrowthError
 
-        rec.stop()
+        try:
+            rec.stop()
+        except HarnessError as exc:  # the file failed; the trace in memory is complete: judge it
+            item.user_properties.append(("leak_trace_file_error", str(exc)))
         try:
             verdict = growth_verdict(
                 rec.trace,

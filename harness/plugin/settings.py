@@ -26,7 +26,7 @@ class Option:
     ini: str
     env: str
     help: str
-    kind: str  # "path", "bool", "size", "number", "name" (optional value), "rules", "where"
+    kind: str  # "path", "bool", "size", "number", "count", "name" (optional value), "rules", "where"
     default: Any
 
     @property
@@ -79,7 +79,7 @@ OPTIONS: tuple[Option, ...] = (
         "soak_steps",
         "HARNESS_SOAK_STEPS",
         "step budget of each soak test (default: none; the time budget ends it)",
-        "number",
+        "count",
         None,
     ),
     Option(
@@ -212,6 +212,11 @@ def _convert(option: Option, value: object, source: str, rootdir: Path) -> Any:
         return parse_compare_fail(value, source)
     if option.kind == "size":
         return None if value in (None, "") else parse_size(value, source)
+    if option.kind == "count":
+        text = str(value).strip().replace("_", "").replace(",", "")
+        if not text.isdigit() or int(text) < 1:
+            raise HarnessUsageError(f"cannot read {value!r} from {source} as a whole number of steps >= 1")
+        return int(text)
     if option.kind == "number":
         try:
             number = float(str(value))

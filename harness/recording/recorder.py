@@ -26,6 +26,7 @@ first mark of each event and at the end, because each one walks the whole heap.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import sys
@@ -35,7 +36,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Protocol
 
-from harness.errors import HarnessUsageError
+from harness.errors import HarnessError, HarnessUsageError
 from harness.probes import (
     AllocatedProbe,
     CudaProbe,
@@ -150,6 +151,7 @@ class Recorder:
         self._sampled_accounting: dict[str, float] = {}
         self._sampled_metrics: dict[str, float] = {}
         self._writer: _Writer | None = None
+        self._file_error = ""
         self._t0 = 0.0
         self._step = -1
         self._last_sampled: int | None = None
@@ -235,9 +237,29 @@ class Recorder:
             if self._heap is not None:
                 self._heap.stop()
             if self._writer is not None:
-                self._writer.end(self.trace.meta)
-                self._writer.close()
+                try:
+                    self._writer.end(self.trace.meta)
+                    self._writer.close()
+                except OSError as exc:
+                    self._file_failed(exc)
             self._rss.close()
+        if self._file_error:
+            # After the loop, not inside it: a full disk must not abort the user's run, and
+            # the trace in memory (the verdict's input) is complete.
+            raise HarnessError(self._file_error)
+
+    def _file_failed(self, exc: OSError) -> None:
+        """The trace file cannot be written (full disk, read-only): keep recording in memory."""
+        writer, self._writer = self._writer, None
+        if writer is not None:
+            with contextlib.suppress(OSError):
+                writer.close()
+        if not self._file_error:
+            self._file_error = (
+                f"trace file {self.path}: {exc.strerror or exc} after {self.trace.samples:,} samples; the file keeps "
+                "what was written before (every sample up to the fault), the trace in memory is complete"
+            )
+            self.trace.meta["file_error"] = self._file_error
 
     def _finish_evidence(self) -> None:
         meta = self.trace.meta
@@ -327,7 +349,10 @@ class Recorder:
         accounting, metrics = self._accounting, self._metrics
         self.trace.append(step, t, values, accounting, metrics)
         if self._writer is not None:
-            self._writer.sample(step, t, values, accounting, metrics)
+            try:
+                self._writer.sample(step, t, values, accounting, metrics)
+            except OSError as exc:
+                self._file_failed(exc)
         self._last_sampled = step
         self._force = False
         if accounting:
@@ -397,7 +422,10 @@ class Recorder:
         event = Event(name, max(at, 0), time.perf_counter() - self._t0)
         self.trace.add_event(event)
         if self._writer is not None:
-            self._writer.event(event)
+            try:
+                self._writer.event(event)
+            except OSError as exc:
+                self._file_failed(exc)
         if self._gc_types:
             self._gc_at[name] = gc_counts()
         if self._where is not None:

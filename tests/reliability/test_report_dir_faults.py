@@ -81,7 +81,10 @@ def test_a_full_report_disk_fails_the_test_clearly_and_keeps_what_was_recorded(p
         result = pytester.runpytest_subprocess(f"--leak-report-dir={full}", "-p", "no:cacheprovider")
         _summary_printed(result)
         outcomes = result.parseoutcomes()
-        assert outcomes.get("passed") == 1 and (outcomes.get("failed", 0) + outcomes.get("errors", 0)) >= 1
+        # The loop runs to its end (the disk filling does not abort it); the test then fails
+        # in one line naming the file, and the other test passes.
+        assert outcomes.get("passed", 0) >= 1 and (outcomes.get("failed", 0) + outcomes.get("errors", 0)) >= 1
+        assert "memory_trace: trace file" in result.stdout.str()
         assert "No space left on device" in result.stdout.str()
         traces = list(Path(full).rglob("trace.jsonl"))
         assert traces, "the trace recorded before the disk filled is gone"
