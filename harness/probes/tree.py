@@ -147,6 +147,19 @@ class ProcessSeries:
         }
 
 
+#: The tree is read at least this often per elapsed time (elapsed / MIN_READS apart), so
+#: short runs have enough reads for a slope; long runs fall back to the max_share budget.
+MIN_READS = 50
+
+
+def tree_gap(elapsed: float, cost: float, interval: float, max_share: float, max_interval: float) -> float:
+    """Seconds to the next tree read: ``cost / max_share`` (the probe's share of the time),
+    at least ``interval``, and at most ``max_interval`` or ``elapsed / MIN_READS``
+    (whichever is larger than ``interval`` and smaller)."""
+    by_length = max(interval, elapsed / MIN_READS)
+    return min(max_interval, max(interval, cost / max_share), by_length)
+
+
 class TreeProbe:
     """PSS of this process and of every descendant (DataLoader workers, a Pool), summed.
 
@@ -170,6 +183,7 @@ class TreeProbe:
         self.processes: dict[int, ProcessSeries] = {}
         self._next = 0.0
         self._cost = 0.0
+        self._t0: float | None = None
 
     def due(self, now: float) -> bool:
         return now >= self._next
@@ -193,10 +207,13 @@ class TreeProbe:
                 series.add(step, pss, uss)
         # A moving average of the read's cost sets the gap, so one slow read on a loaded
         # machine does not silence the probe; the gap never exceeds max_interval, so a short
-        # test still gets reads to judge.
+        # test still gets reads to judge, and a run keeps at least ~MIN_READS x ln 2 reads
+        # per doubling of its length (a 4 s test: ~100 reads, not 8).
         cost = time.perf_counter() - t0
+        if self._t0 is None:
+            self._t0 = now
         self._cost = cost if self._cost == 0.0 else 0.8 * self._cost + 0.2 * cost
-        self._next = now + min(self.max_interval, max(self.interval, self._cost / self.max_share))
+        self._next = now + tree_gap(now - self._t0, self._cost, self.interval, self.max_share, self.max_interval)
         own_pss = own[0] if own is not None else 0
         return {"tree": float(own_pss + children), "children": float(children)}
 

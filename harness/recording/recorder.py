@@ -12,7 +12,10 @@ value that moved by a quarter or more since it was last sampled: zero to non-zer
 buffer that doubled). The interval is shorter early on (a fraction of the elapsed time,
 so a run of a few hundred fast steps still has a sample a step) and stretches on long
 runs (elapsed/100,000: about 100,000 samples per doubling of the run's length), so a
-day-long soak writes ~0.8 million samples, not 86 million. The clock is read only every
+day-long soak writes ~0.8 million samples, not 86 million. It is never shorter than 50x
+what a sample has been costing (a moving average; short runs keep at least ~140 samples
+per doubling of their length whatever a sample costs): a probe that turns slow, as
+mallinfo2 does on a fragmented heap, spaces the samples out instead of slowing the loop. The clock is read only every
 so many steps (an estimate from the step rate; ``time.perf_counter`` alone costs up to
 0.2 µs on a loaded machine), so a step pays a compare and a store. ``every=N`` instead
 samples every N-th step, exactly as before.
@@ -68,6 +71,31 @@ WORTH = 0.25
 DENSE_AFTER_EVENT = 64
 #: The clock is read at most this many steps apart.
 MAX_CHECK_GAP = 4_096
+#: A sample may cost at most this share of the time between samples: the next one is due
+#: no sooner than its cost / SHARE later. A probe's cost depends on the process, not only on
+#: the probe: glibc's mallinfo2() walks every free chunk of every arena, 1.7 µs on a fresh
+#: heap and 15 ms on one left fragmented by a torch loop under tracemalloc (measured), which
+#: at a 2 ms interval made a 12,000-step loop 18x slower.
+SHARE = 0.02
+#: ... but a run keeps at least this many samples per doubling of its length (about
+#: MIN_SAMPLES x ln 2), so a short test on a slow-probe heap still has a window to judge:
+#: its overhead is then above SHARE until the run is long enough (minutes at 15 ms a sample).
+MIN_SAMPLES = 200
+#: Dense samples after a mark stop being taken one per step once a sample costs this much
+#: (64 of them then cost at most ~1.3 s an event).
+DENSE_MAX_COST_S = 0.02
+
+
+def sample_gap(elapsed: float, cost: float, interval: float) -> float:
+    """Seconds from one sample to the next on the time budget, ``elapsed`` seconds into a
+    run whose samples cost ``cost`` seconds each (a moving average).
+
+    Early on elapsed/DENSE (a sample a step for short runs), then ``interval``, stretching
+    to elapsed/STRETCH on long runs; never less than cost/SHARE (the probes' share of the
+    time), except that a run keeps a sample at least every elapsed/MIN_SAMPLES.
+    """
+    gap = min(elapsed / DENSE, max(interval, elapsed / STRETCH))
+    return max(gap, min(cost / SHARE, elapsed / MIN_SAMPLES))
 
 
 class _Writer(Protocol):
@@ -163,6 +191,9 @@ class Recorder:
         self._force = False
         self._next_t = 0.0
         self._dense_until = -1
+        self._cost = 0.0  # moving average of what a sample costs, seconds
+        self._cost_sum, self._cost_n, self._cost_max = 0.0, 0, 0.0
+        self._tree_spent = 0.0
         self._check_step = 0
         self._check_t = 0.0
         self._stop_step = -1
@@ -227,6 +258,7 @@ class Recorder:
                 self.trace.meta.update(self._where.finish(self._step, self.path, self.name))
             self._finish_evidence()
             self.trace.meta["samples"] = self.trace.samples
+            self.trace.meta["sample_cost_s"] = {"mean": self._cost_sum / max(self._cost_n, 1), "max": self._cost_max}
             if self._allocated is not None and not self._allocated.available:
                 self.trace.meta["allocated_unavailable"] = self._allocated.why
             if self._tree is not None:
@@ -312,7 +344,7 @@ class Recorder:
             self._due = min(due, self._stop_step)
             return
         now = time.perf_counter()
-        dense = step <= self._dense_until
+        dense = step <= self._dense_until and self._cost < DENSE_MAX_COST_S
         if self._force or dense or now >= self._next_t or step == self._stop_step:
             self.sample(step, now)
         if dense:
@@ -332,7 +364,11 @@ class Recorder:
         now = time.perf_counter()
         if tree is None or not tree.due(now):
             return _NO_TREE
-        return tree.read(max(self._step, 0), now)
+        values = tree.read(max(self._step, 0), now)
+        # The tree keeps its own budget (TreeProbe.max_share): its reads do not space out
+        # the other probes' samples.
+        self._tree_spent = time.perf_counter() - now
+        return values
 
     def sample(self, step: int | None = None, now: float | None = None) -> None:
         """Take one sample now (``steps()`` calls this for you)."""
@@ -359,7 +395,13 @@ class Recorder:
             self._sampled_accounting = dict(accounting)
         if metrics:
             self._sampled_metrics = dict(metrics)
-        self._next_t = now + min(t / DENSE, max(self.interval, t / STRETCH))
+        cost = time.perf_counter() - now - self._tree_spent
+        self._tree_spent = 0.0
+        self._cost = cost if self._cost == 0.0 else 0.8 * self._cost + 0.2 * cost
+        self._cost_sum += cost
+        self._cost_n += 1
+        self._cost_max = max(self._cost_max, cost)
+        self._next_t = now + sample_gap(t, self._cost, self.interval)
         if self._progress is not None and t - self._last_progress >= self._progress_every:
             self._last_progress = t
             self._progress(self.progress_line())

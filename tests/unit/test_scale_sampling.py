@@ -82,3 +82,38 @@ def test_growth_verdict_works_on_irregular_step_spacing():
     flat = harness.Trace("flat", {"machine_memory": 2**34})
     flat.extend(steps, steps * 1e-4, {"v": {"rss": np.floor((5e8 + rng.normal(0, 1e5, steps.size)) / 4096) * 4096}})
     assert harness.growth_verdict(flat, max_growth="1 KB/step", signal="rss").passed
+
+
+# sample_gap(elapsed, cost, interval): hand-computed with DENSE=1,000, STRETCH=100,000,
+# SHARE=0.02, MIN_SAMPLES=200.
+@pytest.mark.parametrize(
+    ("elapsed", "cost", "interval", "gap"),
+    [
+        (0.5, 2e-6, 0.002, 0.0005),  # early: elapsed/DENSE; a cheap sample changes nothing
+        (100.0, 2e-6, 0.002, 0.002),  # the interval
+        (3_600.0, 2e-6, 0.002, 0.036),  # an hour in: elapsed/STRETCH
+        (600.0, 0.015, 0.002, 0.75),  # mallinfo2 at 15 ms (a fragmented heap): cost/SHARE
+        (5.0, 0.015, 0.002, 0.025),  # ... but a 5 s test keeps a sample every elapsed/200
+        (100.0, 0.001, 0.002, 0.05),  # a 1 ms sample: 2% of the time
+    ],
+)
+def test_the_gap_between_samples_keeps_the_probes_share_of_the_time(elapsed, cost, interval, gap):
+    from harness.recording.recorder import sample_gap
+
+    assert sample_gap(elapsed, cost, interval) == pytest.approx(gap)
+
+
+# tree_gap(elapsed, cost, interval=0.05, max_share=0.05, max_interval=0.5), MIN_READS=50.
+@pytest.mark.parametrize(
+    ("elapsed", "cost", "gap"),
+    [
+        (1.0, 0.001, 0.05),  # a cheap tree: the interval
+        (4.0, 0.060, 0.08),  # a 60 ms read 4 s in: elapsed/50, not 1.2 s (8 reads in a 4 s test)
+        (100.0, 0.060, 0.5),  # later: never more than max_interval
+        (100.0, 0.010, 0.2),  # a 10 ms read: 5% of the time
+    ],
+)
+def test_the_tree_is_read_on_its_own_budget_and_often_enough_in_short_runs(elapsed, cost, gap):
+    from harness.probes.tree import tree_gap
+
+    assert tree_gap(elapsed, cost, 0.05, 0.05, 0.5) == pytest.approx(gap)
