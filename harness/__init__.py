@@ -59,6 +59,7 @@ _EXPORTS: dict[str, str] = {
     # errors and units (light)
     "ComponentsError": "harness.errors",
     "GrowthError": "harness.errors",
+    "RetentionWarning": "harness.errors",
     "HarnessError": "harness.errors",
     "HarnessUsageError": "harness.errors",
     "LeakError": "harness.errors",
@@ -141,6 +142,9 @@ if TYPE_CHECKING:  # static checkers and IDEs see the real names
     )
     from harness.errors import (
         ReleaseError as ReleaseError,
+    )
+    from harness.errors import (
+        RetentionWarning as RetentionWarning,
     )
     from harness.errors import (
         TraceError as TraceError,

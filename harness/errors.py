@@ -41,6 +41,11 @@ class ReleaseError(LeakError):
     """Objects that had to die are still alive."""
 
 
+class RetentionWarning(UserWarning):
+    """RSS grows while the allocators' live bytes do not: the process keeps memory it freed
+    (allocator retention, fragmentation). Not a leak in the user's code, so a warning."""
+
+
 class HarnessUsageError(HarnessError, ValueError):
     """Bad input to the harness: a one-line message naming the value and its source."""
 

@@ -37,7 +37,8 @@ SIGNALS: dict[str, Signal] = {
             "Allocator live memory",
             "bytes",
             "#ff7f0e",
-            "glibc mallinfo2(): in-use heap bytes + mmapped blocks (what malloc handed out and was not freed)",
+            "glibc mallinfo2() in-use heap bytes + mmapped blocks, plus pymalloc's allocated blocks "
+            "(what malloc and Python's small-object allocator handed out and was not freed)",
         ),
         Signal(
             "tree",

@@ -89,6 +89,7 @@ class GrowthVerdict:
     projection_signal: str = "rss"  # what the projection runs on (RSS or the tree: what the OOM killer sees)
     recorder: str = "rec"  # what the user calls the recorder, for advice ("memory_trace" in pytest)
     skipped: tuple[str, ...] = ()  # signals "auto" could not judge, and why
+    retention: bool = False  # passed, but RSS grows while the allocators' live bytes do not (a warning)
 
     @property
     def sustained(self) -> bool:
@@ -133,6 +134,20 @@ def auto_signals(trace: Trace) -> list[str]:
     return order or ["rss"]
 
 
+def _only_retention(failing: list[Judgement], judged: list[Judgement], limit: float) -> bool:
+    """True when only RSS fails and the allocators' live bytes are confidently under the limit.
+
+    Then the process holds no more than before and RSS keeps freed memory: glibc retention
+    or fragmentation (a heavy-tailed batch leaves the heap at its high-water mark), not a
+    leak in the user's code. Memory outside both allocators (mmapped files, another
+    allocator) is judged with ``signal="rss"``.
+    """
+    if not failing or any(j.signal != "rss" for j in failing):
+        return False
+    alloc = next((j for j in judged if j.signal == "allocated"), None)
+    return alloc is not None and alloc.growth.high < limit
+
+
 def growth_verdict(
     trace: Trace,
     *,
@@ -175,7 +190,11 @@ def growth_verdict(
             Judgement(name, robust_growth(xs, ys, confidence=confidence), sustained_trend(xs, ys, confidence))
         )
     failing = [j for j in judged if j.fails(limit)]
-    decisive = failing[0] if failing else judged[0]
+    retention = signal == "auto" and _only_retention(failing, judged, limit)
+    if retention:
+        decisive, failing = failing[0], []  # RSS grows, what the code holds does not: a warning
+    else:
+        decisive = failing[0] if failing else judged[0]
     related: dict[str, Growth] = {j.signal: j.growth for j in judged if j is not decisive}
     present = trace.signals
     for other in RELATED:
@@ -214,6 +233,7 @@ def growth_verdict(
         processes=process_growth(trace, window),
         recorder="memory_trace" if trace.meta.get("test") else "rec",
         skipped=tuple(skipped),
+        retention=retention,
         projection_signal=projection_signal if projection is not decisive.growth else decisive.signal,
         sites=sites_from_meta(trace.meta),
     )

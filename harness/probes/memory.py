@@ -109,21 +109,85 @@ class _Mallinfo2(ctypes.Structure):
     ]
 
 
-class AllocatedProbe:
-    """Bytes in live allocations of the C allocator: glibc ``mallinfo2()``'s in-use heap
-    bytes (``uordblks``, every arena) plus its mmapped blocks (``hblkhd``).
+class _PymallocBytes:
+    """Bytes in pymalloc's allocated blocks: the Python objects of 512 bytes or less (lists,
+    dicts, closures, small ints and strings), which live in arenas mmapped whole and so
+    are invisible to ``mallinfo2()``.
 
-    It sees what ``malloc``/``posix_memalign`` handed out and was not freed: numpy and torch
-    CPU storage, C extensions, large Python objects. It does not see memory-mapped files,
-    child processes, another allocator preloaded in glibc's place, or objects inside
-    pymalloc's arenas (those are mmapped whole). About 1.7 µs a read here (DESIGN.md), so it
-    is on by default; ``available`` is False (and ``why`` says so) where there is no
-    mallinfo2, and the recorder notes that in the trace instead of a column.
+    CPython keeps no running total; ``_PyObject_DebugMallocStats`` (what
+    ``sys._debugmallocstats()`` prints) walks the arenas and writes the figure, so it is
+    written into an in-memory ``FILE*`` (``open_memstream``) and parsed: ~85 µs with ~120 MB
+    of Python objects here (the recorder's time budget spaces samples by their cost). 0 when
+    pymalloc is off (``PYTHONMALLOC=malloc``: small objects then go through malloc, where
+    mallinfo2 sees them).
+    """
+
+    def __init__(self, libc: Any) -> None:
+        self.why = ""
+        self._fn: Any = None
+        try:
+            fn = ctypes.pythonapi._PyObject_DebugMallocStats
+            libc.open_memstream.restype = ctypes.c_void_p
+            libc.open_memstream.argtypes = [ctypes.POINTER(ctypes.c_char_p), ctypes.POINTER(ctypes.c_size_t)]
+            libc.fclose.argtypes = [ctypes.c_void_p]
+            libc.free.argtypes = [ctypes.c_void_p]
+        except (AttributeError, OSError):
+            self.why = (
+                "no _PyObject_DebugMallocStats/open_memstream here: Python objects in pymalloc arenas are not counted"
+            )
+            return
+        fn.argtypes = [ctypes.c_void_p]
+        fn.restype = ctypes.c_int
+        self._fn, self._libc = fn, libc
+        if self.read() is None:
+            self._fn = None
+            self.why = "pymalloc's statistics could not be read here: Python objects in pymalloc arenas are not counted"
+
+    def read(self) -> int | None:
+        buf, size = ctypes.c_char_p(), ctypes.c_size_t()
+        fp = self._libc.open_memstream(ctypes.byref(buf), ctypes.byref(size))
+        if not fp:
+            return None
+        try:
+            self._fn(fp)
+        finally:
+            self._libc.fclose(fp)
+        try:
+            text = ctypes.string_at(buf, size.value)
+        finally:
+            self._libc.free(buf)
+        if not text:
+            return 0  # pymalloc is off: nothing printed
+        at = text.find(b"# bytes in allocated blocks")
+        if at < 0:
+            return None
+        value = text[text.index(b"=", at) + 1 : text.index(b"\n", at)]
+        return int(value.replace(b",", b"").strip())
+
+
+class AllocatedProbe:
+    """Bytes in live allocations of both allocators: glibc ``mallinfo2()``'s in-use heap
+    bytes (``uordblks``, every arena) plus its mmapped blocks (``hblkhd``), plus the bytes
+    of pymalloc's allocated blocks (Python objects of 512 bytes or less).
+
+    It sees what ``malloc``/``posix_memalign`` handed out and was not freed (numpy and torch
+    CPU storage, C extensions, large Python objects) and every small Python object (a hook
+    closure per step, a dict entry per item). It does not see memory-mapped files, child
+    processes, or another allocator preloaded in glibc's place.
+
+    Cost: mallinfo2 is ~1.7 µs on a fresh heap (DESIGN.md) but walks every free chunk of
+    every arena: 15 ms on a heap left fragmented by tracemalloc in a torch process
+    (measured); pymalloc's figure ~85 µs. The recorder's time budget spaces samples by what
+    they cost. ``available`` is False (and ``why`` says so) where there is no mallinfo2,
+    and the recorder notes that in the trace instead of a column; ``note`` says what is
+    counted where pymalloc's figure cannot be read.
     """
 
     def __init__(self) -> None:
         self.why = ""
+        self.note = ""
         self._fn: Any = None
+        self._pymalloc: _PymallocBytes | None = None
         try:
             libc = ctypes.CDLL(None)
             fn = libc.mallinfo2
@@ -133,14 +197,29 @@ class AllocatedProbe:
         fn.restype = _Mallinfo2
         fn.argtypes = []
         self._fn = fn
+        pymalloc = _PymallocBytes(libc)
+        if pymalloc.why:
+            self.note = pymalloc.why
+        else:
+            self._pymalloc = pymalloc
 
     @property
     def available(self) -> bool:
         return self._fn is not None
 
-    def read(self) -> int:
+    @property
+    def source(self) -> str:
+        return "mallinfo2 + pymalloc" if self._pymalloc is not None else "mallinfo2"
+
+    def read_parts(self) -> tuple[int, int]:
+        """(malloc live bytes, pymalloc live bytes)."""
         info = self._fn()
-        return int(info.uordblks + info.hblkhd)
+        small = self._pymalloc.read() if self._pymalloc is not None else 0
+        return int(info.uordblks + info.hblkhd), int(small or 0)
+
+    def read(self) -> int:
+        malloc, small = self.read_parts()
+        return malloc + small
 
 
 _ALLOCATED: AllocatedProbe | None = None

@@ -9,8 +9,9 @@ metrics, and ``rec.mark()`` records an event (the first call wins).
 ``interval`` after the last sample, and always on the first and the last step, after a
 ``mark()``, and after an ``account()``/``metrics()`` value worth keeping (a new name, or a
 value that moved by a quarter or more since it was last sampled: zero to non-zero, a
-buffer that doubled). The interval is shorter early on (a fraction of the elapsed time,
-so a run of a few hundred fast steps still has a sample a step) and stretches on long
+buffer that doubled). The interval is shorter early on (a fraction of the time since the
+start or the last mark, so a run of a few hundred fast steps, and the window after an
+event, still have a sample a step) and stretches on long
 runs (elapsed/100,000: about 100,000 samples per doubling of the run's length), so a
 day-long soak writes ~0.8 million samples, not 86 million. It is never shorter than 50x
 what a sample has been costing (a moving average; short runs keep at least ~140 samples
@@ -69,8 +70,10 @@ STRETCH = 100_000
 WORTH = 0.25
 #: Steps sampled one by one after each mark(): the window after an event fills fast.
 DENSE_AFTER_EVENT = 64
-#: The clock is read at most this many steps apart.
+#: The clock is read at most this many steps apart ...
 MAX_CHECK_GAP = 4_096
+#: ... and at most 1/CHECKS_PER_SPAN of the steps since the last mark (or start) apart.
+CHECKS_PER_SPAN = 64
 #: A sample may cost at most this share of the time between samples: the next one is due
 #: no sooner than its cost / SHARE later. A probe's cost depends on the process, not only on
 #: the probe: glibc's mallinfo2() walks every free chunk of every arena, 1.7 µs on a fresh
@@ -87,8 +90,8 @@ DENSE_MAX_COST_S = 0.02
 
 
 def sample_gap(elapsed: float, cost: float, interval: float) -> float:
-    """Seconds from one sample to the next on the time budget, ``elapsed`` seconds into a
-    run whose samples cost ``cost`` seconds each (a moving average).
+    """Seconds from one sample to the next on the time budget, ``elapsed`` seconds after
+    the start or the last mark, when samples cost ``cost`` seconds each (a moving average).
 
     Early on elapsed/DENSE (a sample a step for short runs), then ``interval``, stretching
     to elapsed/STRETCH on long runs; never less than cost/SHARE (the probes' share of the
@@ -163,7 +166,8 @@ class Recorder:
         self._probe_groups: list[Callable[[], Mapping[str, float]]] = []
         if self._heap is not None:
             self._probes["heap"] = self._heap.read
-        # The allocator's live bytes (glibc mallinfo2, ~2 µs): on by default where it exists.
+        # Both allocators' live bytes (glibc mallinfo2 + pymalloc's allocated blocks, ~2 +
+        # ~90 µs, spaced by the time budget): on by default where mallinfo2 exists.
         self._allocated = AllocatedProbe() if allocated else None
         if self._allocated is not None and self._allocated.available:
             self._probes["allocated"] = self._allocated.read
@@ -195,6 +199,8 @@ class Recorder:
         self._cost_sum, self._cost_n, self._cost_max = 0.0, 0, 0.0
         self._tree_spent = 0.0
         self._check_step = 0
+        self._origin_step = 0
+        self._origin_t = 0.0  # seconds into the run of the last mark (the budget runs from it)
         self._check_t = 0.0
         self._stop_step = -1
         total, _ = system_memory()
@@ -203,6 +209,12 @@ class Recorder:
             meta={
                 "machine_memory": total,
                 "rss_source": self._rss.source,
+                **(
+                    {"allocated_source": self._allocated.source}
+                    if self._allocated is not None and self._allocated.available
+                    else {}
+                ),
+                **({"allocated_note": self._allocated.note} if self._allocated and self._allocated.note else {}),
                 "every": every,
                 "interval_s": None if every else self.interval,
                 "pid": os.getpid(),
@@ -326,6 +338,7 @@ class Recorder:
         self._due = start if self.every is None else min(start + self.every - 1 - start % self.every, stop - 1)
         self._force = True  # on the time budget, the first step is always sampled
         self._check_step = start
+        self._origin_step = start
         self._check_t = time.perf_counter()
         # The loop pays one store and one compare a step; everything else is in _check.
         for step in range(start, stop):
@@ -356,7 +369,10 @@ class Recorder:
         self._check_step, self._check_t = step, now
         left = self._next_t - now
         gap = int(left * elapsed_steps / dt / 2) if elapsed_steps > 0 and dt > 0 and left > 0 else 1
-        gap = max(1, min(gap, MAX_CHECK_GAP))
+        # The rate estimate can be stale (a machine that stalls, steps that slow down), so the
+        # clock is also read at least every 1/CHECKS_PER_SPAN of the steps since the last
+        # mark or start: a gap of 863 steps in a 1,400-step window left 7 samples to judge.
+        gap = max(1, min(gap, MAX_CHECK_GAP, (step - self._origin_step) // CHECKS_PER_SPAN))
         self._due = min(step + gap, self._stop_step)
 
     def _read_tree(self) -> Mapping[str, float]:
@@ -401,7 +417,9 @@ class Recorder:
         self._cost_sum += cost
         self._cost_n += 1
         self._cost_max = max(self._cost_max, cost)
-        self._next_t = now + sample_gap(t, self._cost, self.interval)
+        # The budget runs from the last mark (or the start): the window after an event is
+        # what gets judged, so it is sampled like a run of its own (dense, then stretching).
+        self._next_t = now + sample_gap(t - self._origin_t, self._cost, self.interval)
         if self._progress is not None and t - self._last_progress >= self._progress_every:
             self._last_progress = t
             self._progress(self.progress_line())
@@ -480,6 +498,8 @@ class Recorder:
         # Sample every step for a while after an event, so the window after it can be judged
         # as soon as it has enough samples (the view leak fails ~30 steps after eviction).
         self._dense_until = max(at, 0) + DENSE_AFTER_EVENT
+        self._origin_step = max(at, 0)
+        self._origin_t = event.t
         return True
 
     @property

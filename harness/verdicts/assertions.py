@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -9,7 +10,7 @@ from typing import Any
 
 from harness.analysis.growth import GrowthVerdict, growth_verdict
 from harness.analysis.peak import PeakVerdict, peak_verdict
-from harness.errors import GrowthError, PeakError
+from harness.errors import GrowthError, PeakError, RetentionWarning
 from harness.recording.trace import Trace
 
 #: Peak timelines kept in a check record (the page plots them; verdict.json stays small).
@@ -155,7 +156,15 @@ def assert_no_linear_growth(
         note_check(growth_check_record(verdict, trace), trace)
     if not verdict.passed:
         raise GrowthError(verdict.message(), verdict)
+    if verdict.retention:
+        warn_retention(verdict)
     return verdict
+
+
+def warn_retention(verdict: GrowthVerdict) -> None:
+    """Say (as a RetentionWarning: pytest lists it in its warnings summary) that RSS grew
+    while the code's live memory did not."""
+    warnings.warn(RetentionWarning(f"{verdict.trace_name}: {verdict.message()}"), stacklevel=3)
 
 
 def assert_peak_within(result: Any, limit: object, *, payload: object = None) -> PeakVerdict:

@@ -74,6 +74,8 @@ def growth_message(verdict: GrowthVerdict) -> str:
         if t is not None:
             lines.append(_sustained_words(t))
         lines.extend(_evidence(verdict))
+    elif verdict.retention:
+        lines.append(_retention_words(verdict))
     elif g.exceeds(verdict.limit) and t is not None:
         lines.append(
             f"Passed: the interval lies above the limit, but the rise stopped: after step "
@@ -95,6 +97,25 @@ def growth_message(verdict: GrowthVerdict) -> str:
             + "."
         )
     return "\n".join(lines)
+
+
+def _retention_words(verdict: GrowthVerdict) -> str:
+    alloc = verdict.judgement("allocated")
+    held = (
+        f" ({format_rate(alloc.growth.slope)}, interval {format_rate_short(alloc.growth.low)}–"
+        f"{format_rate_short(alloc.growth.high)}/1k)"
+        if alloc is not None
+        else ""
+    )
+    return (
+        f"Passed with a warning: RSS grows, but the allocators' live bytes (malloc + Python objects) do not"
+        f"{held}: your code holds no more memory than before; the process keeps memory it freed "
+        "(allocator retention or fragmentation: a large batch leaves the heap at its high-water mark), "
+        "which is not a leak in your code but still counts toward the OOM killer. "
+        "Try: malloc_trim(0) after big frees, MALLOC_ARENA_MAX=2 for threaded loaders, "
+        "MALLOC_MMAP_THRESHOLD_=131072 so large buffers go back to the OS. "
+        "Memory outside both allocators (memory-mapped files, another allocator) is judged with signal='rss'."
+    )
 
 
 def _sustained_words(t: Trend) -> str:
@@ -135,11 +156,10 @@ def _relation(verdict: GrowthVerdict) -> list[str]:
     elif verdict.signal == "rss" and alloc is not None and not alloc.fails(limit):
         out.append(
             f"The allocator's live bytes do not grow ({format_rate(alloc.growth.slope)}): what your code holds "
-            "through malloc is flat, so this is fragmentation or allocator retention (freed memory glibc keeps), "
-            "or memory outside malloc (Python objects in pymalloc arenas, memory-mapped files). "
+            "through malloc and in Python objects is flat, so this is fragmentation or allocator retention "
+            "(freed memory glibc keeps), or memory outside both allocators (memory-mapped files). "
             "Try: malloc_trim(0) after big frees, MALLOC_ARENA_MAX=2 for threaded loaders, "
-            "MALLOC_MMAP_THRESHOLD_=131072 so large buffers go back to the OS; "
-            "record with heap=True to see Python objects."
+            "MALLOC_MMAP_THRESHOLD_=131072 so large buffers go back to the OS."
         )
     if verdict.signal == "tree" and not any(j.fails(limit) for j in verdict.judged if j.signal != "tree"):
         out.append("This process does not grow: the growth is in its child processes.")
@@ -219,7 +239,8 @@ def growth_summary(verdict: GrowthVerdict) -> str:
     g, w = verdict.growth, verdict.window
     after = f" after {w.after!r}" if w.after else ""
     return (
-        f"{'PASS' if verdict.passed else 'FAIL'} {verdict.signal} {format_rate(g.slope)} "
+        f"{'FAIL' if not verdict.passed else 'PASS (warning: RSS retention)' if verdict.retention else 'PASS'} "
+        f"{verdict.signal} {format_rate(g.slope)} "
         f"[{format_rate_short(g.low)}–{format_rate_short(g.high)}/1k steps] "
         f"steps {format_step(w.start_step)}–{format_step(w.end_step)}{after}; limit {verdict.limit_text}"
     )
@@ -229,7 +250,7 @@ def growth_properties(verdict: GrowthVerdict) -> list[tuple[str, str]]:
     """junit-xml properties of a growth verdict (names in ``PROPERTIES``)."""
     g = verdict.growth
     return [
-        ("leak_verdict", "pass" if verdict.passed else "fail"),
+        ("leak_verdict", "fail" if not verdict.passed else "pass-warning" if verdict.retention else "pass"),
         ("leak_summary", growth_summary(verdict)),
         ("leak_signal", verdict.signal),
         ("leak_slope", format_rate(g.slope)),
@@ -267,6 +288,7 @@ def growth_record(verdict: GrowthVerdict) -> dict[str, Any]:
         "processes": [asdict(p) for p in verdict.processes],
         "sites": [asdict(site) for site in verdict.sites],
         "passed": verdict.passed,
+        "retention": verdict.retention,
         "budget": verdict.budget,
         "projected_step": verdict.projected_step,
         "related": {k: asdict(v) for k, v in verdict.related.items()},

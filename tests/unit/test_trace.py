@@ -66,7 +66,7 @@ def test_a_trace_whose_writer_was_killed_keeps_every_flushed_sample(tmp_path):
     script = textwrap.dedent(
         f"""
         import pathlib, time, harness
-        rec = harness.record("killed", {str(path)!r})
+        rec = harness.record("killed", {str(path)!r}, every=1)
         rec.start()
         for step in rec.steps(10**9):
             if step == 500:
