@@ -9,6 +9,7 @@ from __future__ import annotations
 import ctypes
 import gc
 import os
+import time
 from typing import Any
 
 _PAGE_SIZE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
@@ -165,6 +166,12 @@ class _PymallocBytes:
         return int(value.replace(b",", b"").strip())
 
 
+#: pymalloc's figure costs ~90 µs (mallinfo2 ~2 µs), so it is read at most this share of
+#: the time (every ~5 ms) and carried forward between reads: a loop of 20 µs steps keeps a
+#: sample every few steps, and a leak of small objects is still seen as a slope.
+PYMALLOC_SHARE = 0.02
+
+
 class AllocatedProbe:
     """Bytes in live allocations of both allocators: glibc ``mallinfo2()``'s in-use heap
     bytes (``uordblks``, every arena) plus its mmapped blocks (``hblkhd``), plus the bytes
@@ -177,8 +184,9 @@ class AllocatedProbe:
 
     Cost: mallinfo2 is ~1.7 µs on a fresh heap (DESIGN.md) but walks every free chunk of
     every arena: 15 ms on a heap left fragmented by tracemalloc in a torch process
-    (measured); pymalloc's figure ~85 µs. The recorder's time budget spaces samples by what
-    they cost. ``available`` is False (and ``why`` says so) where there is no mallinfo2,
+    (measured); pymalloc's figure ~90 µs, so it is refreshed at most every ~5 ms (2% of the
+    time) and carried forward between reads. The recorder's time budget spaces samples by
+    what they cost. ``available`` is False (and ``why`` says so) where there is no mallinfo2,
     and the recorder notes that in the trace instead of a column; ``note`` says what is
     counted where pymalloc's figure cannot be read.
     """
@@ -188,6 +196,9 @@ class AllocatedProbe:
         self.note = ""
         self._fn: Any = None
         self._pymalloc: _PymallocBytes | None = None
+        self._small = 0  # pymalloc's live bytes at its last read
+        self._small_next = 0.0
+        self._small_cost = 0.0
         try:
             libc = ctypes.CDLL(None)
             fn = libc.mallinfo2
@@ -212,10 +223,18 @@ class AllocatedProbe:
         return "mallinfo2 + pymalloc" if self._pymalloc is not None else "mallinfo2"
 
     def read_parts(self) -> tuple[int, int]:
-        """(malloc live bytes, pymalloc live bytes)."""
+        """(malloc live bytes, pymalloc live bytes); the second is refreshed on its own
+        time budget (PYMALLOC_SHARE of the time) and carried forward in between."""
         info = self._fn()
-        small = self._pymalloc.read() if self._pymalloc is not None else 0
-        return int(info.uordblks + info.hblkhd), int(small or 0)
+        pymalloc = self._pymalloc
+        if pymalloc is not None:
+            now = time.perf_counter()
+            if now >= self._small_next:
+                self._small = pymalloc.read() or self._small
+                cost = time.perf_counter() - now
+                self._small_cost = cost if self._small_cost == 0.0 else 0.8 * self._small_cost + 0.2 * cost
+                self._small_next = now + self._small_cost / PYMALLOC_SHARE
+        return int(info.uordblks + info.hblkhd), self._small
 
     def read(self) -> int:
         malloc, small = self.read_parts()

@@ -13,9 +13,9 @@ buffer that doubled). The interval is shorter early on (a fraction of the time s
 start or the last mark, so a run of a few hundred fast steps, and the window after an
 event, still have a sample a step) and stretches on long
 runs (elapsed/100,000: about 100,000 samples per doubling of the run's length), so a
-day-long soak writes ~0.8 million samples, not 86 million. It is never shorter than 50x
-what a sample has been costing (a moving average; short runs keep at least ~140 samples
-per doubling of their length whatever a sample costs): a probe that turns slow, as
+day-long soak writes ~0.8 million samples, not 86 million. Past the first
+seconds it is never shorter than 50x what a sample has been costing (a moving average;
+see ``sample_gap``): a probe that turns slow, as
 mallinfo2 does on a fragmented heap, spaces the samples out instead of slowing the loop. The clock is read only every
 so many steps (an estimate from the step rate; ``time.perf_counter`` alone costs up to
 0.2 µs on a loaded machine), so a step pays a compare and a store. ``every=N`` instead
@@ -80,25 +80,30 @@ CHECKS_PER_SPAN = 64
 #: heap and 15 ms on one left fragmented by a torch loop under tracemalloc (measured), which
 #: at a 2 ms interval made a 12,000-step loop 18x slower.
 SHARE = 0.02
-#: ... but a run keeps at least this many samples per doubling of its length (about
-#: MIN_SAMPLES x ln 2), so a short test on a slow-probe heap still has a window to judge:
-#: its overhead is then above SHARE until the run is long enough (minutes at 15 ms a sample).
-MIN_SAMPLES = 200
+#: Sampling time (since the start or the last mark) that is free of the SHARE rule.
+FREE_S = 0.25
 #: Dense samples after a mark stop being taken one per step once a sample costs this much
 #: (64 of them then cost at most ~1.3 s an event).
 DENSE_MAX_COST_S = 0.02
 
 
-def sample_gap(elapsed: float, cost: float, interval: float) -> float:
+def sample_gap(elapsed: float, cost: float, interval: float, spent: float = float("inf")) -> float:
     """Seconds from one sample to the next on the time budget, ``elapsed`` seconds after
     the start or the last mark, when samples cost ``cost`` seconds each (a moving average).
 
     Early on elapsed/DENSE (a sample a step for short runs), then ``interval``, stretching
-    to elapsed/STRETCH on long runs; never less than cost/SHARE (the probes' share of the
-    time), except that a run keeps a sample at least every elapsed/MIN_SAMPLES.
+    to elapsed/STRETCH on long runs. Samples that cost more than SHARE of that are spaced
+    out to cost/SHARE, but never beyond elapsed/DENSE + cost: a short run (or the window
+    after a mark) keeps its dense samples, paying up to half its time for a slow probe
+    at first, and reaches the SHARE budget once elapsed passes DENSE x cost/SHARE (12 min
+    for a 15 ms sample, 5 s for a 100 µs one). Until ``spent`` (seconds of sampling since
+    the start or the mark) reaches FREE_S, cost does not count: a loop of 3,000 steps of
+    1 µs is sampled every step, as a verdict on it needs, for a few ms in all.
     """
     gap = min(elapsed / DENSE, max(interval, elapsed / STRETCH))
-    return max(gap, min(cost / SHARE, elapsed / MIN_SAMPLES))
+    if spent < FREE_S:
+        return gap
+    return max(gap, min(cost / SHARE, elapsed / DENSE + cost))
 
 
 class _Writer(Protocol):
@@ -201,6 +206,7 @@ class Recorder:
         self._check_step = 0
         self._origin_step = 0
         self._origin_t = 0.0  # seconds into the run of the last mark (the budget runs from it)
+        self._spent = 0.0  # seconds spent sampling since then
         self._check_t = 0.0
         self._stop_step = -1
         total, _ = system_memory()
@@ -413,13 +419,15 @@ class Recorder:
             self._sampled_metrics = dict(metrics)
         cost = time.perf_counter() - now - self._tree_spent
         self._tree_spent = 0.0
-        self._cost = cost if self._cost == 0.0 else 0.8 * self._cost + 0.2 * cost
+        if self._cost_n:  # the first sample pays one-off costs (first reads, page faults)
+            self._cost = cost if self._cost == 0.0 else 0.8 * self._cost + 0.2 * cost
         self._cost_sum += cost
         self._cost_n += 1
         self._cost_max = max(self._cost_max, cost)
         # The budget runs from the last mark (or the start): the window after an event is
         # what gets judged, so it is sampled like a run of its own (dense, then stretching).
-        self._next_t = now + sample_gap(t - self._origin_t, self._cost, self.interval)
+        self._spent += cost
+        self._next_t = now + sample_gap(t - self._origin_t, self._cost, self.interval, self._spent)
         if self._progress is not None and t - self._last_progress >= self._progress_every:
             self._last_progress = t
             self._progress(self.progress_line())
@@ -500,6 +508,7 @@ class Recorder:
         self._dense_until = max(at, 0) + DENSE_AFTER_EVENT
         self._origin_step = max(at, 0)
         self._origin_t = event.t
+        self._spent = 0.0
         return True
 
     @property
