@@ -33,6 +33,7 @@ from harness.errors import HarnessUsageError
 if TYPE_CHECKING:
     from harness.plugin.session import LeakSession
     from harness.reports.compare import Comparison
+    from harness.reports.page import Outcome
     from harness.verdicts.assertions import Check
 
 CHECKS_KEY = pytest.StashKey["list[Check]"]()
@@ -55,6 +56,7 @@ class ReportHooks:
         self.compare_note = ""
         self.saved_as = ""
         self.saved_path: Path | None = None
+        session.reports = self  # the session's makereport hook hands each call report on to call_report
 
     @property
     def compare_wanted(self) -> bool:
@@ -100,18 +102,13 @@ class ReportHooks:
             item.stash[CHECKS_KEY] = checks
             return (yield)
 
-    @pytest.hookimpl(wrapper=True)
-    def pytest_runtest_makereport(
-        self, item: pytest.Item, call: pytest.CallInfo[None]
-    ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
-        report = yield
-        if call.when != "call":
-            return report
+    def call_report(self, item: pytest.Item, report: pytest.TestReport) -> None:
+        """The call report's figures and comparison (from ``LeakSession``'s makereport hook,
+        after the verdict's properties: one hook, so the order cannot depend on registration)."""
         try:
             self._judge(item, report)
         except Exception as exc:  # a report must never take the test run down
             self.errors.append(f"{item.nodeid}: the leak report could not be prepared: {type(exc).__name__}: {exc}")
-        return report
 
     def _judge(self, item: pytest.Item, report: pytest.TestReport) -> None:
         from harness.plugin.session import PEAK_KEY, PEAK_RESULT_KEY, RECORDER_KEY, VERDICT_KEY
@@ -358,8 +355,8 @@ def _shown(value: object) -> str:
     return str(value)
 
 
-def _outcome(report: pytest.TestReport) -> str:
+def _outcome(report: pytest.TestReport) -> Outcome:
     """passed / failed / xfailed / xpassed: a test that expects its failure says so."""
     if hasattr(report, "wasxfail"):
         return "xfailed" if report.skipped else "xpassed"
-    return str(report.outcome)
+    return report.outcome

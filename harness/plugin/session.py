@@ -23,6 +23,7 @@ from harness.plugin.settings import ItemSettings, Settings, for_item
 if TYPE_CHECKING:
     from harness.analysis.growth import GrowthVerdict
     from harness.analysis.peak import PeakVerdict  # noqa: F401
+    from harness.plugin.reporting import ReportHooks
     from harness.recording.recorder import Recorder
 
 SPEC_KEY = pytest.StashKey["tuple[LeakSpec | None, str | None]"]()
@@ -66,6 +67,9 @@ class LeakSession:
         self.settings = settings
         self.rows: list[dict[str, str]] = []
         self.index_error = ""
+        #: The reports and comparisons of this run (``harness.plugin.reporting.ReportHooks``, which
+        #: sets it): the makereport hook below hands each call report on to it.
+        self.reports: ReportHooks | None = None
 
     # -- per-test state ---------------------------------------------------------------
     def spec_for(self, item: pytest.Item) -> tuple[LeakSpec | None, str | None]:
@@ -170,6 +174,10 @@ class LeakSession:
         if not verdict.passed:
             item.stash[MARKER_FAILED_KEY] = True
             raise GrowthError(message or verdict.message(), verdict)
+        if verdict.retention:
+            from harness.verdicts.assertions import warn_retention
+
+            warn_retention(verdict)
 
     def _with_sites(
         self, item: pytest.Item, spec: LeakSpec, rec: Recorder, verdict: GrowthVerdict
@@ -217,6 +225,10 @@ class LeakSession:
         # teardown report, which junit-xml writes as <properties>.
         report.user_properties.extend(props)
         item.user_properties.extend(props)
+        if self.reports is not None:
+            # One hook for the call report, in this order: the verdict's properties, then
+            # the figures and the comparison with a saved run (which may fail the test).
+            self.reports.call_report(item, report)
         return report
 
     def _properties(self, item: pytest.Item) -> list[tuple[str, object]]:

@@ -28,13 +28,15 @@ import math
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from harness.errors import HarnessUsageError
 from harness.units import format_rate, format_size, parse_rate, parse_size
 
+FigureKind = Literal["rate", "size"]
+
 #: figure -> (kind, what it is). Rates are bytes per step; sizes are bytes.
-FIGURES: dict[str, tuple[str, str]] = {
+FIGURES: dict[str, tuple[FigureKind, str]] = {
     "slope": ("rate", "slope of the judged signal in the steady window"),
     "level": ("size", "steady-state level: median of the judged signal in the window, above the trace's start"),
     "peak": ("size", "peak over baseline of a peak check, else the trace's highest RSS above its start"),
@@ -228,14 +230,12 @@ def compare(test: str, old: Mapping[str, Any] | None, new: Mapping[str, Any], ru
     if old is None:
         return Delta(test, note="new test: not in the saved run")
     notes: list[str] = []
+    comparable = {f for f in FIGURES if _number(old.get(f)) is not None and _number(new.get(f)) is not None}
     if old.get("signal") and new.get("signal") and old["signal"] != new["signal"]:
         notes.append(f"judged signal changed {old['signal']} → {new['signal']}: slopes not compared")
+        comparable -= {"slope", "level"}
     if old.get("peak_kind") != new.get("peak_kind") and "peak" in old and "peak" in new:
         notes.append(f"peak was {old.get('peak_kind')}, now {new.get('peak_kind')}: not compared")
-    comparable = {f for f in FIGURES if _number(old.get(f)) is not None and _number(new.get(f)) is not None}
-    if any(n.startswith("judged signal") for n in notes):
-        comparable -= {"slope", "level"}
-    if any(n.startswith("peak was") for n in notes):
         comparable.discard("peak")
     changes = tuple(Change(f, float(old[f]), float(new[f])) for f in SHOWN if f in comparable)
     failures: list[str] = []

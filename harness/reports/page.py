@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import html
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Literal
 
 CSS = """
 :root{--pass:#1a7f37;--pass-bg:#dafbe1;--fail:#cf222e;--fail-bg:#ffebe9;--xfail:#9a6700;--xfail-bg:#fff8c5;
@@ -53,7 +53,11 @@ def esc(value: object) -> str:
     return html.escape(str(value), quote=True)
 
 
-#: pytest outcome (or check state) -> (badge class, words)
+#: A test's outcome as the reports show it: pytest's, with an expected failure told apart
+#: (xfailed, xpassed), and "recorded" for a trace the CLI judged outside pytest.
+Outcome = Literal["passed", "failed", "xfailed", "xpassed", "skipped", "recorded"]
+
+#: outcome -> (badge class, words)
 OUTCOMES: dict[str, tuple[str, str]] = {
     "passed": ("pass", "passed"),
     "failed": ("fail", "failed"),

@@ -212,88 +212,15 @@ def growth_svg(trace: Trace, record: Mapping[str, Any], salt: str = "") -> str:
     projection, then one panel per other recorded signal with its own fit in the window."""
     judged = str(record["signal"])
     names = signal_panels(trace, judged) if judged in trace.signals else signal_panels(trace, None)
-    accounting = " + ".join(trace.accounting_names())
     start, end = (float(v) for v in record["window"])
-    fits: dict[str, Mapping[str, Any]] = {k: v for k, v in dict(record.get("related") or {}).items()}
-    for sig, j in dict(record.get("judged") or {}).items():
-        fits.setdefault(sig, j["growth"])
+    fits = _window_fits(record)
     heights = [2.3] + [1.0] * (len(names) - 1)
     with _style(f"{salt}-growth"):
         fig = _figure(10.5, 2.9 + 1.35 * (len(names) - 1))
         axes = fig.subplots(len(names), 1, sharex=True, height_ratios=heights, squeeze=False)[:, 0]
-        last_step = float(trace.steps[-1]) if len(trace) else end
-        x_right = last_step
+        x_right = float(trace.steps[-1]) if len(trace) else end
         for i, (ax, name) in enumerate(zip(axes, names, strict=True)):
-            values = trace.signal(name)
-            finite = values[~_isnan(values)]
-            vmax = float(abs(finite).max()) if len(finite) else 1.0
-            div, unit = scale(vmax)
-            extent = _panel(ax, trace, name, div, unit, accounting)
-            ax.axvspan(start, end, color=WINDOW_COLOUR, alpha=0.55, linewidth=0, zorder=0)
-            _events(ax, trace, label=i == 0)
-            _plain_y(ax)
-            if extent is None:
-                continue
-            low, high = extent
-            if name == judged:
-                slope = float(record["slope_bytes_per_step"])
-                intercept = _intercept(record, fits.get(name))
-                f0, f1 = (intercept + slope * start) / div, (intercept + slope * end) / div
-                lo_i, hi_i = (float(v) for v in record.get("interval", [slope, slope]))
-                ax.plot(
-                    [start, end],
-                    [f0, f1],
-                    color=FIT_COLOUR,
-                    linewidth=1.6,
-                    label=f"fit {format_rate(slope)} (interval {format_rate_short(lo_i)}–{format_rate(hi_i)})",
-                    gid="fit-line",
-                    zorder=1.5,  # under the data: where they coincide, the data shows
-                    alpha=0.85,
-                )
-                limit = float(record["limit_bytes_per_step"])
-                (limit_line,) = ax.plot(
-                    [start, end],
-                    [f0, f0 + limit * (end - start) / div],
-                    color=LIMIT_COLOUR,
-                    linestyle=(0, (6, 3)),
-                    linewidth=1.6,
-                    label=f"limit {record.get('limit_text', format_rate(limit))} from the window start",
-                )
-                limit_line.set_gid("limit-line")
-                low, high = min(low, f0, f1), max(high, f0, f1)
-                ax.annotate(
-                    f"analysis window: steps {format_step(start)}–{format_step(end)}",
-                    xy=(start, 1.0),
-                    xycoords=("data", "axes fraction"),
-                    xytext=(4, -22),
-                    textcoords="offset points",
-                    fontsize=8,
-                    color="#34558b",
-                )
-                # Room above the data for the limit line to show its climb (a flat run's
-                # limit otherwise leaves the plot at once), without flattening the data.
-                limit_end = f0 + limit * (end - start) / div
-                if limit_end > high:
-                    high = min(limit_end, high + 0.6 * max(high - low, 1e-9))
-            elif name in fits:
-                g = fits[name]
-                f0 = (float(g["intercept"]) + float(g["slope"]) * start) / div
-                f1 = (float(g["intercept"]) + float(g["slope"]) * end) / div
-                ax.plot([start, end], [f0, f1], color=FIT_COLOUR, linewidth=1.1, linestyle=":", zorder=1.5)
-                ax.text(
-                    0.995,
-                    0.04,
-                    f"{format_rate(float(g['slope']))} in the window",
-                    transform=ax.transAxes,
-                    ha="right",
-                    fontsize=8,
-                    color="#333",
-                )
-            if name == record.get("projection_signal", judged):
-                low, high, x_right = _projection(
-                    ax, record, fits.get(name), name, judged, div, unit, low, high, x_right
-                )
-            _zoom(ax, low, high)
+            x_right = _growth_panel(ax, trace, name, record, fits, first=i == 0, x_right=x_right)
         rising = float(record["slope_bytes_per_step"]) >= 0
         axes[0].legend(loc="lower right" if rising else "upper right", ncols=2)
         axes[-1].set_xlabel("step")
@@ -302,6 +229,112 @@ def growth_svg(trace: Trace, record: Mapping[str, Any], salt: str = "") -> str:
         for ax in axes[:-1]:
             ax.tick_params(labelbottom=False)
         return _svg(fig, f"{record.get('signal_words', judged)} against step")
+
+
+def _window_fits(record: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
+    """Per signal, its fit in the window: the related signals', then the judged ones'."""
+    fits: dict[str, Mapping[str, Any]] = {k: v for k, v in dict(record.get("related") or {}).items()}
+    for sig, j in dict(record.get("judged") or {}).items():
+        fits.setdefault(sig, j["growth"])
+    return fits
+
+
+def _growth_panel(
+    ax: Axes,
+    trace: Trace,
+    name: str,
+    record: Mapping[str, Any],
+    fits: Mapping[str, Mapping[str, Any]],
+    *,
+    first: bool,
+    x_right: float,
+) -> float:
+    """One signal's panel of the growth plot; returns the x-axis' right end (the projection
+    may push it out)."""
+    judged = str(record["signal"])
+    start, end = (float(v) for v in record["window"])
+    values = trace.signal(name)
+    finite = values[~_isnan(values)]
+    div, unit = scale(float(abs(finite).max()) if len(finite) else 1.0)
+    extent = _panel(ax, trace, name, div, unit, " + ".join(trace.accounting_names()))
+    ax.axvspan(start, end, color=WINDOW_COLOUR, alpha=0.55, linewidth=0, zorder=0)
+    _events(ax, trace, label=first)
+    _plain_y(ax)
+    if extent is None:
+        return x_right
+    low, high = extent
+    if name == judged:
+        low, high = _judged_fit(ax, record, fits.get(name), div, low, high)
+    elif name in fits:
+        _related_fit(ax, fits[name], start, end, div)
+    if name == record.get("projection_signal", judged):
+        low, high, x_right = _projection(ax, record, fits.get(name), name, judged, div, unit, low, high, x_right)
+    _zoom(ax, low, high)
+    return x_right
+
+
+def _judged_fit(
+    ax: Axes, record: Mapping[str, Any], fit: Mapping[str, Any] | None, div: float, low: float, high: float
+) -> tuple[float, float]:
+    """The judged signal's fit, its limit from the window start and the window's label;
+    returns the (low, high) the panel must show for them."""
+    start, end = (float(v) for v in record["window"])
+    slope = float(record["slope_bytes_per_step"])
+    intercept = _intercept(record, fit)
+    f0, f1 = (intercept + slope * start) / div, (intercept + slope * end) / div
+    lo_i, hi_i = (float(v) for v in record.get("interval", [slope, slope]))
+    ax.plot(
+        [start, end],
+        [f0, f1],
+        color=FIT_COLOUR,
+        linewidth=1.6,
+        label=f"fit {format_rate(slope)} (interval {format_rate_short(lo_i)}–{format_rate(hi_i)})",
+        gid="fit-line",
+        zorder=1.5,  # under the data: where they coincide, the data shows
+        alpha=0.85,
+    )
+    limit = float(record["limit_bytes_per_step"])
+    limit_end = f0 + limit * (end - start) / div
+    (limit_line,) = ax.plot(
+        [start, end],
+        [f0, limit_end],
+        color=LIMIT_COLOUR,
+        linestyle=(0, (6, 3)),
+        linewidth=1.6,
+        label=f"limit {record.get('limit_text', format_rate(limit))} from the window start",
+    )
+    limit_line.set_gid("limit-line")
+    low, high = min(low, f0, f1), max(high, f0, f1)
+    ax.annotate(
+        f"analysis window: steps {format_step(start)}–{format_step(end)}",
+        xy=(start, 1.0),
+        xycoords=("data", "axes fraction"),
+        xytext=(4, -22),
+        textcoords="offset points",
+        fontsize=8,
+        color="#34558b",
+    )
+    # Room above the data for the limit line to show its climb (a flat run's
+    # limit otherwise leaves the plot at once), without flattening the data.
+    if limit_end > high:
+        high = min(limit_end, high + 0.6 * max(high - low, 1e-9))
+    return low, high
+
+
+def _related_fit(ax: Axes, fit: Mapping[str, Any], start: float, end: float, div: float) -> None:
+    """Another signal's own fit in the window, dotted, with its slope in words."""
+    f0 = (float(fit["intercept"]) + float(fit["slope"]) * start) / div
+    f1 = (float(fit["intercept"]) + float(fit["slope"]) * end) / div
+    ax.plot([start, end], [f0, f1], color=FIT_COLOUR, linewidth=1.1, linestyle=":", zorder=1.5)
+    ax.text(
+        0.995,
+        0.04,
+        f"{format_rate(float(fit['slope']))} in the window",
+        transform=ax.transAxes,
+        ha="right",
+        fontsize=8,
+        color="#333",
+    )
 
 
 def _isnan(values: Any) -> Any:

@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from harness.reports.page import check_state, esc, outcome_badge, page
+from harness.reports.page import Outcome, check_state, esc, outcome_badge, page
 from harness.units import format_rate, format_rate_short, format_size, format_step
 
 if TYPE_CHECKING:
@@ -71,7 +71,7 @@ def _sites_table(sites: Sequence[Mapping[str, Any]]) -> str:
     )
     return (
         "<h3>Growing allocation sites in the window</h3><table><tr><th>where</th><th>function</th><th>line</th>"
-        "<th>growth</th><th>share</th><th>native leaf</th></tr>" + rows + "</table>"
+        "<th>growth</th><th>share</th><th>kept by · allocated at · native</th></tr>" + rows + "</table>"
     )
 
 
@@ -170,10 +170,138 @@ def _banner(records: Sequence[Mapping[str, Any]], outcome: str, error: str) -> s
     )
 
 
+def _marker_checks(verdict: GrowthVerdict | None, trace: Trace | None) -> list[Check]:
+    """The checks of a caller that passed only the marker's growth verdict (or none)."""
+    from harness.verdicts.assertions import Check, growth_check_record
+
+    if verdict is None:
+        return []
+    record = growth_check_record(verdict, trace)
+    record["source"] = "marker"
+    return [Check(record, trace)]
+
+
+def _first_growth(records: Sequence[Mapping[str, Any]]) -> Mapping[str, Any] | None:
+    return next((r for r in records if r.get("kind") == "growth"), None)
+
+
+def _spark(trace: Trace | None, records: Sequence[Mapping[str, Any]]) -> tuple[list[float], str]:
+    """The index's sparkline values and their signal: the first growth check's, else RSS."""
+    from harness.reports.plots import spark_values
+
+    if trace is None or not len(trace):
+        return [], ""
+    growth = _first_growth(records)
+    signal = str(growth["signal"]) if growth and growth["signal"] in trace.signals else "rss"
+    return (spark_values(trace, signal) if signal in trace.signals else []), signal
+
+
+def _linked_files(directory: Path, trace: Trace | None, extra: Mapping[str, Any]) -> dict[str, str]:
+    """What the page links to: the ``*_file`` properties (flamegraph, memray capture), the trace."""
+    files = {k: Path(str(v)).name for k, v in extra.items() if k.endswith("_file") and v}
+    if trace is not None and (directory / "trace.jsonl").exists():
+        files.setdefault("trace", "trace.jsonl")
+    return files
+
+
+def _regression_banner(compare: Mapping[str, Any] | None) -> str:
+    # The test failed on its comparison even where every check passed: say that first.
+    if compare is None or not compare.get("regressed"):
+        return ""
+    return (
+        f'<div class="verdict fail"><div class="head"><span class="badge fail">REGRESSED</span> against '
+        f"{esc(compare.get('against', 'the saved run'))}: {esc('; '.join(compare.get('failures') or []))}"
+        "</div></div>"
+    )
+
+
+def _compare_line(compare: Mapping[str, Any] | None) -> str:
+    if compare is None:
+        return ""
+    cls = "bad" if compare.get("regressed") else "ok"
+    return (
+        f'<p class="delta {cls}">Against {esc(compare.get("against", "the saved run"))}: '
+        f"{esc(compare.get('line', ''))}</p>"
+    )
+
+
+def _check_cards(checks: Sequence[Check], outcome: str, salt: str) -> str:
+    cards = []
+    for i, check in enumerate(checks):
+        kind = check.record.get("kind")
+        if kind == "growth":
+            cards.append(_growth_card(check, i, outcome, salt))
+        elif kind == "peak":
+            cards.append(_peak_card(check, i, outcome, salt))
+        elif kind == "release":
+            cards.append(_release_card(check, i, outcome))
+    return "".join(cards)
+
+
+def _files_list(files: Mapping[str, str]) -> str:
+    items = "".join(
+        f'<li><a href="{esc(fname)}">{esc(fname)}</a> <span class="muted">({esc(key)})</span></li>'
+        for key, fname in files.items()
+    )
+    return (
+        '<h2>Files</h2><ul><li><a href="verdict.json">verdict.json</a> — every figure of this page, as data</li>'
+        f"{items}</ul>"
+    )
+
+
+def _trace_facts(facts: Mapping[str, Any], trace: Trace | None) -> str:
+    events = ", ".join(f"{e['name']} at step {format_step(e['step'])}" for e in facts.get("events", []))
+    first, last = format_step(facts.get("first_step") or 0), format_step(facts.get("last_step") or 0)
+    rows = [
+        ("trace", facts.get("name", "")),
+        ("samples", f"{facts.get('samples', 0):,}"),
+        ("steps", f"{first}–{last}"),
+        ("events", events or "none"),
+        ("signals", ", ".join(trace.signals) if trace is not None else ""),
+    ]
+    return (
+        '<h2>Trace</h2><dl class="facts">' + "".join(f"<dt>{esc(k)}</dt><dd>{esc(v)}</dd>" for k, v in rows) + "</dl>"
+    )
+
+
+def _page_html(
+    nodeid: str,
+    outcome: Outcome,
+    checks: Sequence[Check],
+    trace: Trace | None,
+    *,
+    spark: Sequence[float],
+    files: Mapping[str, str],
+    trace_facts: Mapping[str, Any],
+    compare: Mapping[str, Any] | None,
+    error: str,
+    index_link: str | None,
+) -> str:
+    """The page, top-down: the verdict, one card per check, the files, the trace's facts."""
+    from harness.reports.plots import sparkline, trace_svg
+
+    records = [c.record for c in checks]
+    body = [
+        f'<div class="nav"><a href="{esc(index_link)}">← all tests of the run</a></div>' if index_link else "",
+        f"<h1>{esc(nodeid)}</h1>",
+        f"<div>{outcome_badge(outcome)} {sparkline(spark)}</div>",
+        _regression_banner(compare),
+        _banner(records, outcome, error),
+        _compare_line(compare),
+        _check_cards(checks, outcome, salt=nodeid),
+    ]
+    if trace is not None and len(trace) and _first_growth(records) is None:
+        body.append('<div class="card"><h3>Recorded memory</h3>' + trace_svg(trace, salt=nodeid) + "</div>")
+    body.append(_files_list(files))
+    if trace_facts:
+        body.append(_trace_facts(trace_facts, trace))
+    return page(f"{nodeid} — leak harness", "".join(body))
+
+
 def write_test_report(
     directory: Path,
     nodeid: str,
-    outcome: str,
+    outcome: Outcome,
     trace: Trace | None,
     verdict: GrowthVerdict | None,
     extra: Mapping[str, Any],
@@ -192,34 +320,17 @@ def write_test_report(
     comparable figures (``compare.figures_from``), ``compare`` the delta against a saved run.
     """
     from harness.reports.compare import figures_from
-    from harness.reports.plots import spark_values, sparkline, trace_svg
-    from harness.verdicts.assertions import Check, growth_check_record
 
     directory.mkdir(parents=True, exist_ok=True)
     if checks is None:
-        checks = []
-        if verdict is not None:
-            record = growth_check_record(verdict, trace)
-            record["source"] = "marker"
-            checks = [Check(record, trace)]
+        checks = _marker_checks(verdict, trace)
     records = [c.record for c in checks]
-    salt = nodeid
-    trace_facts: dict[str, Any] = {}
-    spark: list[float] = []
-    spark_signal = ""
-    if trace is not None and len(trace):
-        growth = next((r for r in records if r.get("kind") == "growth"), None)
-        spark_signal = str(growth["signal"]) if growth and growth["signal"] in trace.signals else "rss"
-        if spark_signal in trace.signals:
-            spark = spark_values(trace, spark_signal)
-        trace_facts = trace.summary()
+    spark, spark_signal = _spark(trace, records)
+    trace_facts: dict[str, Any] = trace.summary() if trace is not None and len(trace) else {}
     if figures is None:
         steps = int(trace.steps[-1]) if trace is not None and len(trace) else None
         figures = figures_from(records, trace_rise(trace), steps)
-    files = {k: Path(str(v)).name for k, v in extra.items() if k.endswith("_file") and v}
-    if trace is not None and (directory / "trace.jsonl").exists():
-        files.setdefault("trace", "trace.jsonl")
-    growth_first = next((r for r in records if r.get("kind") == "growth"), None)
+    files = _linked_files(directory, trace, extra)
     data: dict[str, Any] = {
         "test": nodeid,
         "outcome": outcome,
@@ -230,8 +341,9 @@ def write_test_report(
         "spark": spark,
         "spark_signal": spark_signal,
         "files": files,
-        **{k: v for k, v in extra.items()},
+        **extra,
     }
+    growth_first = _first_growth(records)
     if growth_first is not None:
         # Kept for readers of the first format: the first growth verdict and its message.
         data["verdict"] = growth_first
@@ -245,57 +357,18 @@ def write_test_report(
     json_path = directory / "verdict.json"
     json_path.write_text(json.dumps(data, indent=1, default=str), encoding="utf-8")
 
-    body = []
-    if index_link:
-        body.append(f'<div class="nav"><a href="{esc(index_link)}">← all tests of the run</a></div>')
-    body.append(f"<h1>{esc(nodeid)}</h1>")
-    body.append(f"<div>{outcome_badge(outcome)} {sparkline(spark)}</div>")
-    if compare is not None and compare.get("regressed"):
-        # The test failed on its comparison even where every check passed: say that first.
-        body.append(
-            f'<div class="verdict fail"><div class="head"><span class="badge fail">REGRESSED</span> against '
-            f"{esc(compare.get('against', 'the saved run'))}: {esc('; '.join(compare.get('failures') or []))}"
-            "</div></div>"
-        )
-    body.append(_banner(records, outcome, error))
-    if compare is not None:
-        cls = "bad" if compare.get("regressed") else "ok"
-        body.append(
-            f'<p class="delta {cls}">Against {esc(compare.get("against", "the saved run"))}: '
-            f"{esc(compare.get('line', ''))}</p>"
-        )
-    for i, check in enumerate(checks):
-        kind = check.record.get("kind")
-        if kind == "growth":
-            body.append(_growth_card(check, i, outcome, salt))
-        elif kind == "peak":
-            body.append(_peak_card(check, i, outcome, salt))
-        elif kind == "release":
-            body.append(_release_card(check, i, outcome))
-    if trace is not None and len(trace) and not any(r.get("kind") == "growth" for r in records):
-        body.append('<div class="card"><h3>Recorded memory</h3>' + trace_svg(trace, salt=salt) + "</div>")
-    body.append("<h2>Files</h2><ul>")
-    body.append('<li><a href="verdict.json">verdict.json</a> — every figure of this page, as data</li>')
-    for key, fname in files.items():
-        body.append(f'<li><a href="{esc(fname)}">{esc(fname)}</a> <span class="muted">({esc(key)})</span></li>')
-    body.append("</ul>")
-    if trace_facts:
-        events = ", ".join(f"{e['name']} at step {format_step(e['step'])}" for e in trace_facts.get("events", []))
-        facts = [
-            ("trace", trace_facts.get("name", "")),
-            ("samples", f"{trace_facts.get('samples', 0):,}"),
-            (
-                "steps",
-                f"{format_step(trace_facts.get('first_step') or 0)}–{format_step(trace_facts.get('last_step') or 0)}",
-            ),
-            ("events", events or "none"),
-            ("signals", ", ".join(trace.signals) if trace is not None else ""),
-        ]
-        body.append(
-            '<h2>Trace</h2><dl class="facts">'
-            + "".join(f"<dt>{esc(k)}</dt><dd>{esc(v)}</dd>" for k, v in facts)
-            + "</dl>"
-        )
     html_path = directory / name
-    html_path.write_text(page(f"{nodeid} — leak harness", "".join(body)), encoding="utf-8")
+    html = _page_html(
+        nodeid,
+        outcome,
+        checks,
+        trace,
+        spark=spark,
+        files=files,
+        trace_facts=trace_facts,
+        compare=compare,
+        error=error,
+        index_link=index_link,
+    )
+    html_path.write_text(html, encoding="utf-8")
     return json_path, html_path
