@@ -14,7 +14,9 @@ the memory cap, so the OOM killer takes the worker and not it; and it watches it
 When the worker ends, when the parent asks (SIGTERM), or when the parent is gone, it
 freezes (SIGSTOP) and then kills (SIGKILL) every descendant and every process in the
 cgroup; when the parent is gone it also removes the cgroup and the run's folder. The
-worker has ``PR_SET_PDEATHSIG`` = SIGKILL, so a SIGKILLed supervisor takes it along.
+worker has ``PR_SET_PDEATHSIG`` = SIGKILL, so a SIGKILLed supervisor takes it along; what
+the worker started outlives a SIGKILLed supervisor only until the parent returns, which
+kills every process carrying the run's mark in its environment (``run.kill_marked``).
 """
 
 from __future__ import annotations

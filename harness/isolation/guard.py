@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from types import TracebackType
+from typing import Literal
 
 from harness.errors import HarnessError, HarnessUsageError
 from harness.probes.memory import system_memory
@@ -25,7 +26,7 @@ from harness.units import format_size, parse_size
 
 @dataclass(frozen=True)
 class GuardEvent:
-    level: str  # "warning" or "critical"
+    level: Literal["warning", "critical"]
     t: float
     available: float
     used: float
@@ -124,7 +125,9 @@ class MemoryGuard:
         while not self._stop.is_set():
             available, used, procs = self.read()
             self.min_available = available if self.min_available is None else min(self.min_available, available)
-            level = "critical" if available < self._critical else "warning" if available < self._warn else None
+            level: Literal["warning", "critical"] | None = (
+                "critical" if available < self._critical else "warning" if available < self._warn else None
+            )
             if (level == "warning" and not warned) or level == "critical":
                 warned = True
                 event = GuardEvent(level, time.perf_counter() - self._t0, available, used, tuple(procs))

@@ -11,7 +11,11 @@ none of the parent's heap is inherited), under a cap:
 The result says which applied. The trace streams to disk per sample, so a kill keeps every
 sample before it; the outcome comes from the child's own report, or from its exit signal
 when the kernel killed it. The child leads its own process group and everything in it (and
-in its cgroup) is killed on the way out, so nothing is left behind.
+in its cgroup) is killed on the way out, so nothing is left behind: the child's supervisor
+(``harness.isolation.child``) is a subreaper that kills every descendant, a ``setsid()``
+grandchild included, also when this process is SIGKILLed; should the supervisor itself be
+SIGKILLed, every process of the run still carries the run's mark in its environment
+(``HARNESS_ISOLATED_RUN``), and this process kills what carries it.
 """
 
 from __future__ import annotations
@@ -28,11 +32,20 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args
 
 from harness.errors import HarnessError, HarnessUsageError
 from harness.recording.trace import Trace
 from harness.units import format_rate, format_size, format_step, parse_duration, parse_size
+
+#: How an isolated run ended (``IsolatedResult.outcome``).
+Outcome = Literal["ok", "oom", "error", "timeout"]
+#: Which memory cap applied (``IsolatedResult.cap``).
+CapKind = Literal["cgroup v2 memory.max", "cgroup v1 memory.limit_in_bytes", "RLIMIT_DATA", "none"]
+#: How a cap is chosen (``run_isolated(cap=...)``, HARNESS_ISOLATION_CAP).
+Mechanism = Literal["auto", "cgroup", "rlimit"]
+#: The environment variable that marks every process of an isolated run (its value: the run).
+RUN_MARK = "HARNESS_ISOLATED_RUN"
 
 _CGROUP_V2 = Path("/sys/fs/cgroup")
 _CGROUP_V1 = Path("/sys/fs/cgroup/memory")
@@ -40,7 +53,7 @@ _CGROUP_V1 = Path("/sys/fs/cgroup/memory")
 
 @dataclass
 class _Cap:
-    kind: str  # "cgroup v2 memory.max", "cgroup v1 memory.limit_in_bytes", "RLIMIT_DATA", "none"
+    kind: CapKind
     cgroup: Path | None = None
     rlimit: int | None = None
 
@@ -83,10 +96,10 @@ class _Cap:
                 time.sleep(0.02)
 
 
-CAP_MECHANISMS = ("auto", "cgroup", "rlimit")
+CAP_MECHANISMS: tuple[Mechanism, ...] = get_args(Mechanism)
 
 
-def _make_cap(limit: int | None, name: str, mechanism: str = "auto") -> _Cap:
+def _make_cap(limit: int | None, name: str, mechanism: Mechanism = "auto") -> _Cap:
     if limit is None:
         return _Cap("none")
     if mechanism == "rlimit":
@@ -126,9 +139,9 @@ def _make_cap(limit: int | None, name: str, mechanism: str = "auto") -> _Cap:
 class IsolatedResult:
     """What happened to an isolated run. ``outcome`` is "ok", "oom", "error" or "timeout"."""
 
-    outcome: str
+    outcome: Outcome
     target: str
-    cap: str
+    cap: CapKind
     memory_limit: float | None
     returncode: int | None
     signal_name: str | None
@@ -200,10 +213,11 @@ def run_isolated(
     of this process's.
     """
     env_cap = os.environ.get("HARNESS_ISOLATION_CAP")
-    mechanism = cap or env_cap or "auto"
-    if mechanism not in CAP_MECHANISMS:
-        given = f"cap={mechanism!r}" if cap else f"HARNESS_ISOLATION_CAP={mechanism!r} (environment)"
+    chosen = cap or env_cap or "auto"
+    if chosen not in CAP_MECHANISMS:
+        given = f"cap={chosen!r}" if cap else f"HARNESS_ISOLATION_CAP={chosen!r} (environment)"
         raise HarnessUsageError(f"run_isolated {given} is not one of {', '.join(CAP_MECHANISMS)}")
+    mechanism: Mechanism = chosen
     if not isinstance(target, str) or not re.fullmatch(r"[\w.]+:\w+", target):
         raise HarnessUsageError(f"run_isolated target {target!r} must be 'package.module:function'")
     limit = int(parse_size(memory_limit, "run_isolated memory_limit=")) if memory_limit is not None else None
@@ -234,7 +248,7 @@ def _run_in(
     trace_path: str | os.PathLike[str] | None,
     env: dict[str, str] | None,
     cwd: str | os.PathLike[str] | None,
-    mechanism: str,
+    mechanism: Mechanism,
     output: str | os.PathLike[str] | None,
 ) -> IsolatedResult:
     trace_file = Path(trace_path) if trace_path is not None else work / "trace.jsonl"
@@ -256,6 +270,7 @@ def _run_in(
     child_env = dict(os.environ if env is None else env)
     # The child imports the target the way this process would.
     child_env["PYTHONPATH"] = os.pathsep.join(p for p in [os.getcwd(), *sys.path] if p)
+    child_env[RUN_MARK] = name  # inherited by every process of the run, however it detaches
     start = time.perf_counter()
     sink = open(output, "wb") if output is not None else None  # noqa: SIM115 (closed below)
     try:
@@ -278,6 +293,7 @@ def _run_in(
     finally:
         _stop(proc)
         applied.kill_all()
+        kill_marked(name)
     duration = time.perf_counter() - start
     oom_by_kernel = applied.oom_killed()
     applied.remove()
@@ -287,10 +303,12 @@ def _run_in(
     trace = _load_trace(trace_file, work)
     rc = proc.returncode
     sig = signal.Signals(-rc).name if rc is not None and rc < 0 else None
+    outcome: Outcome
     if timed_out:
         outcome = "timeout"
     elif result:
-        outcome = str(result.get("outcome", "error"))
+        reported = result.get("outcome")
+        outcome = reported if reported in ("ok", "oom") else "error"
     elif sig == "SIGKILL" and oom_by_kernel:  # a SIGKILL from anyone else is no OOM
         outcome = "oom"
     else:
@@ -345,6 +363,44 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
         _kill_group(proc.pid)
     _kill_group(proc.pid)
     proc.wait()
+
+
+def kill_marked(run: str) -> list[int]:
+    """Kill every process that carries ``RUN_MARK=run`` in its environment; return their pids.
+
+    The supervisor takes the whole run along however it ends, except when it is SIGKILLed
+    itself: then its worker dies of PR_SET_PDEATHSIG, but a grandchild that called
+    ``setsid()`` is re-parented to init and, without a cgroup, nothing else holds it
+    (issue 11). It inherited the mark, so it is found by that. Frozen before killed, so
+    none forks a new one in between. Linux only (/proc); costs a read of /proc/*/environ.
+    """
+    mark = f"{RUN_MARK}={run}".encode()
+    me = os.getpid()
+    killed: set[int] = set()
+    for _ in range(10):
+        try:
+            entries = os.listdir("/proc")
+        except OSError:
+            break
+        found = set()
+        for entry in entries:
+            if not entry.isdigit() or int(entry) == me:
+                continue
+            try:
+                with open(f"/proc/{entry}/environ", "rb") as fh:
+                    environ = fh.read()
+            except OSError:  # gone, or another user's
+                continue
+            if mark in environ.split(b"\0"):
+                found.add(int(entry))
+        if not found - killed:
+            break
+        for sig in (signal.SIGSTOP, signal.SIGKILL):
+            for pid in found:
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.kill(pid, sig)
+        killed |= found
+    return sorted(killed)
 
 
 def _kill_group(pgid: int) -> None:

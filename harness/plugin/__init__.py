@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import copy
 from collections.abc import Iterator
 from contextlib import ExitStack
 from pathlib import Path
@@ -33,6 +34,43 @@ if TYPE_CHECKING:
     from harness.recording.recorder import Recorder
 
 SESSION_KEY = pytest.StashKey["LeakSession"]()
+
+
+#: What a bare optional-value flag means: ``--leak-memray`` is ``--leak-memray=yes``.
+BARE_VALUES = {"bool": "yes", "name": "auto"}
+
+
+def attach_bare_values(args: list[str]) -> bool:
+    """Write each bare optional-value flag as ``FLAG=VALUE``, in place; True if one was.
+
+    argparse cannot tell ``--leak-save=NAME`` from ``--leak-save NAME``: with ``nargs="?"``
+    a bare ``pytest --leak-memray test_s.py`` took the test path as the flag's value
+    (issue 11). So a value goes after "=" only, and a bare flag is given its value here,
+    before pytest parses the command line for good. Arguments after ``--`` are paths; an
+    ``@file`` of arguments is read by argparse later and keeps the old reading.
+    """
+    bare = {option.flag: BARE_VALUES[option.kind] for option in OPTIONS if option.kind in BARE_VALUES}
+    changed = False
+    for index, arg in enumerate(args):
+        if arg == "--":
+            break
+        if arg in bare:
+            args[index] = f"{arg}={bare[arg]}"
+            changed = True
+    return changed
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_load_initial_conftests(early_config: pytest.Config, parser: pytest.Parser, args: list[str]) -> None:
+    # ``args`` is the list pytest parses for good after this hook (PYTEST_ADDOPTS and the
+    # ini's addopts already merged in). Its early parse, which found the paths to load
+    # conftests from, ran before: redo that with the paths no flag eats.
+    if attach_bare_values(args):
+        known = parser.parse_known_args(args, namespace=copy.copy(early_config.option))
+        early = early_config.known_args_namespace
+        early.file_or_dir = known.file_or_dir
+        for option in OPTIONS:
+            setattr(early, option.dest, getattr(known, option.dest, None))
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

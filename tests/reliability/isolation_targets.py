@@ -9,12 +9,19 @@ import sys
 import time
 from pathlib import Path
 
-_ESCAPE = "import os, sys, time\nos.setsid()\ntime.sleep(600)\n"
+# It calls setsid() itself (a Popen with start_new_session=True would make it a session
+# leader already, and its own setsid() would then fail with EPERM and end it at once).
+_ESCAPE = "import os, sys, time\nos.setsid()\nprint(os.getsid(0), flush=True)\ntime.sleep(600)\n"
 
 
 def spawn_escapee(pidfile: str, then_sleep: float = 0.0) -> int:
-    """Start a grandchild that leaves the process group and session (setsid), note the pids."""
-    grandchild = subprocess.Popen([sys.executable, "-c", _ESCAPE], start_new_session=True)
+    """Start a grandchild that leaves the process group and session (setsid), note the pids
+    once it has left."""
+    grandchild = subprocess.Popen([sys.executable, "-c", _ESCAPE], stdout=subprocess.PIPE)
+    assert grandchild.stdout is not None
+    session = grandchild.stdout.readline().strip()
+    if session != str(grandchild.pid).encode():
+        raise RuntimeError(f"the grandchild did not leave the session: {session!r}")
     cgroup = ""
     try:
         for line in Path("/proc/self/cgroup").read_text().splitlines():

@@ -59,8 +59,16 @@ def private_tmp(tmp_path, monkeypatch):
     return folder
 
 
-@pytest.mark.parametrize("memory_limit", [None, "2 GB"], ids=["no-cap", "capped"])
-def test_a_grandchild_that_calls_setsid_dies_with_the_isolated_run(tmp_path, private_tmp, memory_limit):
+# "rlimit": RLIMIT_DATA, no cgroup to hold the run's processes (HARNESS_ISOLATION_CAP=rlimit).
+CAPS = [(None, "auto"), ("2 GB", "auto"), ("2 GB", "rlimit")]
+CAP_IDS = ["no-cap", "capped", "rlimit"]
+
+
+@pytest.mark.parametrize(("memory_limit", "mechanism"), CAPS, ids=CAP_IDS)
+def test_a_grandchild_that_calls_setsid_dies_with_the_isolated_run(
+    tmp_path, private_tmp, monkeypatch, memory_limit, mechanism
+):
+    monkeypatch.setenv("HARNESS_ISOLATION_CAP", mechanism)
     pidfile = tmp_path / "pids.json"
     result = harness.run_isolated(
         "isolation_targets:spawn_escapee", {"pidfile": str(pidfile)}, memory_limit=memory_limit, timeout="120 s"
@@ -96,13 +104,18 @@ PARENT_TEST = textwrap.dedent(
 )
 
 
-@pytest.mark.parametrize("memory_limit", [None, "2 GB"], ids=["no-cap", "capped"])
-def test_a_sigkilled_parent_pytest_leaves_no_isolated_process_or_cgroup_behind(tmp_path, memory_limit):
+@pytest.mark.parametrize(("memory_limit", "mechanism"), CAPS, ids=CAP_IDS)
+def test_a_sigkilled_parent_pytest_leaves_no_isolated_process_or_cgroup_behind(tmp_path, memory_limit, mechanism):
     pidfile = tmp_path / "pids.json"
     (tmp_path / "test_parent.py").write_text(PARENT_TEST.format(pidfile=str(pidfile), limit=memory_limit))
     scratch = tmp_path / "tmp"
     scratch.mkdir()
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(HERE), str(ROOT)]), "TMPDIR": str(scratch)}
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(HERE), str(ROOT)]),
+        "TMPDIR": str(scratch),
+        "HARNESS_ISOLATION_CAP": mechanism,
+    }
     parent = subprocess.Popen(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "test_parent.py"],
         cwd=tmp_path,
@@ -129,6 +142,41 @@ def test_a_sigkilled_parent_pytest_leaves_no_isolated_process_or_cgroup_behind(t
             time.sleep(0.05)
         assert not group.exists(), f"cgroup {group} left behind"
     assert list(scratch.iterdir()) == [], "the run's folder was left behind"
+
+
+@pytest.mark.parametrize(("memory_limit", "mechanism"), CAPS[1:], ids=CAP_IDS[1:])
+def test_a_sigkilled_supervisor_leaves_no_setsid_grandchild_behind(
+    tmp_path, private_tmp, monkeypatch, memory_limit, mechanism
+):
+    # With no cgroup nothing holds the grandchild once its subreaper is gone: the parent
+    # finds it by the run's mark in its environment.
+    monkeypatch.setenv("HARNESS_ISOLATION_CAP", mechanism)
+    pidfile = tmp_path / "pids.json"
+    results: list[harness.IsolatedResult] = []
+    run = threading.Thread(
+        target=lambda: results.append(
+            harness.run_isolated(
+                "isolation_targets:spawn_escapee",
+                {"pidfile": str(pidfile), "then_sleep": 600},
+                memory_limit=memory_limit,
+                timeout="120 s",
+            )
+        )
+    )
+    run.start()
+    try:
+        deadline = time.monotonic() + 60
+        while not pidfile.exists():
+            assert run.is_alive() and time.monotonic() < deadline, "the isolated run never started"
+            time.sleep(0.05)
+        info = json.loads(pidfile.read_text())
+        os.kill(info["supervisor"], signal.SIGKILL)
+    finally:
+        run.join(60)
+    assert not run.is_alive(), "run_isolated did not return after its supervisor was killed"
+    assert results[0].outcome == "error" and results[0].signal_name == "SIGKILL", results[0].message()
+    assert _wait_gone([info["worker"], info["grandchild"]], 5) == []
+    assert list(private_tmp.iterdir()) == [], "the run left its folder in the temp directory"
 
 
 @pytest.mark.parametrize("attempt", range(3))
@@ -171,7 +219,8 @@ def test_a_worker_killed_at_a_random_moment_keeps_every_sample_before_the_kill(t
 def test_a_target_that_records_itself_reports_its_steps(private_tmp):
     result = harness.run_isolated("isolation_targets:records_itself", {"steps": 120}, timeout="120 s")
     assert result.outcome == "ok", result.message()
-    assert result.trace is not None and len(result.trace) >= 120
+    # The recorder samples as its time budget allows, not every step: samples, not 120 of them.
+    assert result.trace is not None and len(result.trace) > 0 and 0 <= result.trace.steps[-1] <= 119
     assert result.last_step == 119
     assert "at step 119" in result.message() and "before the first step" not in result.message()
 
@@ -180,7 +229,7 @@ def test_a_target_that_records_to_its_own_path_reports_that_trace(tmp_path, priv
     own = tmp_path / "own.jsonl"
     result = harness.run_isolated("isolation_targets:records_itself_to", {"path": str(own), "steps": 50})
     assert result.outcome == "ok", result.message()
-    assert result.trace is not None and len(result.trace) >= 50 and result.last_step == 49
+    assert result.trace is not None and len(result.trace) > 0 and result.last_step == 49
     assert own.exists()
 
 

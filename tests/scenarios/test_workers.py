@@ -68,6 +68,16 @@ def test_it():
 """
 
 
+# The child pytest gets SIGINT as a terminal's Ctrl-C would: a pytest started in the
+# background by a non-interactive shell (`pytest ... &`) has SIGINT ignored, a child
+# inherits that, and Python then installs no KeyboardInterrupt handler: the [interrupt]
+# child slept on through the signal and the test timed out after 60 s (issue 11).
+CHILD_PYTEST = (
+    "import signal, sys, pytest; signal.signal(signal.SIGINT, signal.default_int_handler); "
+    "sys.exit(pytest.main(sys.argv[1:]))"
+)
+
+
 def _alive(pids: list[int]) -> list[int]:
     return [p for p in pids if psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE]
 
@@ -78,7 +88,7 @@ def test_workers_are_always_cleaned_up(tmp_path, mode):
     pids_file = tmp_path / "pids"
     env = dict(os.environ, PIDS=str(pids_file), MODE=mode, PYTHONPATH=os.getcwd())
     proc = subprocess.Popen(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(tmp_path / "test_w.py")],
+        [sys.executable, "-c", CHILD_PYTEST, "-q", "-p", "no:cacheprovider", str(tmp_path / "test_w.py")],
         cwd=tmp_path,
         env=env,
         stdout=subprocess.PIPE,
@@ -96,11 +106,17 @@ def test_workers_are_always_cleaned_up(tmp_path, mode):
         time.sleep(0.5)
         proc.send_signal(signal.SIGINT)  # Ctrl-C
     with proc:  # closes the pipe
-        out = proc.communicate(timeout=60)[0].decode()
+        try:
+            out = proc.communicate(timeout=60)[0].decode()
+        except subprocess.TimeoutExpired:
+            proc.kill()  # else leaving the `with` waits for it: 600 s of sleep
+            raise
     if mode == "pass":
         assert proc.returncode == 0, out
     elif mode == "fail":
         assert proc.returncode == 1 and "the test failed" in out
+    elif mode == "interrupt":
+        assert proc.returncode == pytest.ExitCode.INTERRUPTED and "KeyboardInterrupt" in out, out
     deadline = time.monotonic() + 10
     while _alive(pids) and time.monotonic() < deadline:
         time.sleep(0.05)
