@@ -11,13 +11,23 @@ hold only untracked objects, so a view of an evicted episode sitting in a tuple 
 invisible to ``gc.get_referrers``. ``gc.get_referents`` still walks such containers, and
 an array's ``.base`` and a tensor's shared storage are followed explicitly. The search is
 breadth first over all roots at once (so the first chain found is a shortest one) and is
-capped by depth, object count and time.
+capped by depth, object count and time. Torch's C-level references are named: a tensor's
+``._backward_hooks`` and ``.grad_fn``, an autograd node's ``.next_functions`` and an
+``AccumulateGrad``'s ``.variable``; an item of a hook dict is named with the call that
+registered it (``Linear._forward_hooks[3] (a hook registered with register_forward_hook...)``).
+
+A survivor no root reaches is held from outside Python's view. Then the search goes
+backwards from it (``gc.get_referrers`` and the untracked containers gc objects hold) to
+the nearest object whose reference count exceeds the references Python objects account
+for: what holds that object is C code (an ``atexit`` registration, the hook dict of an
+autograd node, a C extension's registry), and the chain from it to the survivor is named.
 """
 
 from __future__ import annotations
 
 import contextlib
 import gc
+import os
 import sys
 import time
 import types
@@ -48,6 +58,7 @@ _ATOMIC = (
     range,
 )
 _HARNESS_PREFIX = "harness"
+_SCENARIOS_PREFIX = "harness.scenarios"
 
 
 @dataclass(frozen=True)
@@ -65,16 +76,66 @@ class Chain:
 
     def __str__(self) -> str:
         parts: list[str] = []
+        named = ""  # how the last part names the object it reached (without its description)
         for i, hop in enumerate(self.hops):
-            if hop.kind == "root":
-                parts.append(f"{hop.edge} ({hop.what})")
-            elif hop.kind == "attr" and i > 0:
-                prev = self.hops[i - 1].what
-                owner = prev.removeprefix("class ").split(",")[0].split(" ")[0]
-                parts.append(f"{owner}{hop.edge} ({hop.what})")
+            registrar = _hook_registrar(self.hops, i) if hop.kind == "key" else None
+            if registrar is not None:
+                # "Linear._forward_hooks[3] (a hook registered with register_forward_hook: function f)"
+                named = f"{named}{hop.edge}"
+                parts[-1] = f"{named} (a hook registered with {registrar}: {hop.what})"
+                continue
+            if hop.kind == "attr" and i > 0:
+                owner = self.hops[i - 1].what.removeprefix("class ").split(",")[0].split(" ")[0]
+                named = f"{owner}{hop.edge}"
             else:
-                parts.append(f"{hop.edge} ({hop.what})")
+                named = hop.edge
+            parts.append(f"{named} ({hop.what})")
         return " -> ".join(parts)
+
+
+#: Hook dicts torch keeps as attributes, and the call that puts a function in each. A module
+#: and a tensor both have ``_backward_hooks``; the owner's description tells them apart.
+_MODULE_HOOKS = {
+    "_forward_hooks": "register_forward_hook",
+    "_forward_pre_hooks": "register_forward_pre_hook",
+    "_backward_hooks": "register_full_backward_hook",
+    "_backward_pre_hooks": "register_full_backward_pre_hook",
+    "_state_dict_hooks": "_register_state_dict_hook",
+    "_state_dict_pre_hooks": "register_state_dict_pre_hook",
+    "_load_state_dict_pre_hooks": "register_load_state_dict_pre_hook",
+    "_load_state_dict_post_hooks": "register_load_state_dict_post_hook",
+    "_optimizer_step_pre_hooks": "Optimizer.register_step_pre_hook",
+    "_optimizer_step_post_hooks": "Optimizer.register_step_post_hook",
+    # module globals of torch.nn.modules.module and torch.optim.optimizer
+    "_global_forward_hooks": "torch.nn.modules.module.register_module_forward_hook",
+    "_global_forward_pre_hooks": "torch.nn.modules.module.register_module_forward_pre_hook",
+    "_global_backward_hooks": "torch.nn.modules.module.register_module_full_backward_hook",
+    "_global_backward_pre_hooks": "torch.nn.modules.module.register_module_full_backward_pre_hook",
+    "_global_optimizer_pre_hooks": "torch.optim.optimizer.register_optimizer_step_pre_hook",
+    "_global_optimizer_post_hooks": "torch.optim.optimizer.register_optimizer_step_post_hook",
+}
+_TENSOR_HOOKS = {
+    "_backward_hooks": "Tensor.register_hook",
+    "_post_accumulate_grad_hooks": "Tensor.register_post_accumulate_grad_hook",
+}
+
+
+def _hook_registrar(hops: tuple[Hop, ...], i: int) -> str | None:
+    """The call that registered item ``i`` of a chain when its container is a torch hook dict."""
+    if i == 0:
+        return None
+    holder = hops[i - 1]
+    name = holder.edge.rsplit(".", 1)[-1]
+    if holder.kind == "root" and holder.edge.startswith("module global torch."):
+        return _MODULE_HOOKS.get(name) if name.startswith("_global_") else None
+    if holder.kind != "attr" or i < 2:
+        return None
+    if hops[i - 2].what.startswith("Tensor "):
+        return _TENSOR_HOOKS.get(name)
+    registrar = _MODULE_HOOKS.get(name)
+    if registrar is None or name.startswith("_global_"):
+        return None
+    return registrar
 
 
 @dataclass(frozen=True)
@@ -85,7 +146,7 @@ class Survivor:
     note: str
 
     def describe(self) -> str:
-        held = f"held by: {self.chain}" if self.chain is not None else self.note
+        held = self.note if self.chain is None else f"held by: {self.chain}" + (f"; {self.note}" if self.note else "")
         return f"{self.label} ({self.type_name}) is still alive, {held}"
 
 
@@ -119,10 +180,15 @@ def _frame_label(frame: types.FrameType, name: str) -> str:
     return f"local {name!r} in {code.co_name} ({short_path(code.co_filename)}:{frame.f_lineno})"
 
 
-def _is_harness_file(filename: str) -> bool:
-    import os
+_THIS_FILE = os.path.abspath(__file__)
 
-    return os.path.dirname(filename) == os.path.dirname(__file__)
+
+def _is_search_frame(filename: str) -> bool:
+    """A frame of this module: the search's own locals (the survivors it was handed) are not
+    retainers. Only this file: a caller inside the harness (``harness run replay`` drives
+    the scenario from ``harness/cli``) holds the user's objects like any driver does, and
+    skipping every harness frame once hid the CLI's chain behind "outside Python's view"."""
+    return os.path.abspath(filename) == _THIS_FILE
 
 
 def _memory_range(obj: object) -> tuple[int, int] | None:
@@ -204,13 +270,33 @@ def _children(obj: object, target_ranges: list[tuple[int, int, int]]) -> Iterato
         if base is not None:
             yield base, ".base", "base"
         return
-    if module == "torch" and target_ranges:
-        span = _tensor_range(obj)
-        if span is not None:
-            for start, end, index in target_ranges:
-                if span[0] < end and start < span[1]:
-                    yield _TargetRef(index), "shares memory (torch.from_numpy)", "shares"
+    named: dict[int, str] = {}  # C-level references gc reports without a name
+    if module == "torch" and hasattr(obj, "untyped_storage"):
+        if target_ranges:
+            span = _tensor_range(obj)
+            if span is not None:
+                for start, end, index in target_ranges:
+                    if span[0] < end and start < span[1]:
+                        yield _TargetRef(index), "shares memory (torch.from_numpy)", "shares"
+        for name in _TENSOR_REFS:
+            with contextlib.suppress(Exception):
+                value = getattr(obj, name)
+                if value is not None:
+                    named[id(value)] = name
         # fall through: a tensor's Python attributes may hold more
+    elif _is_autograd_node(obj):
+        # A graph node holds the next nodes and (AccumulateGrad) the leaf tensor in C++,
+        # where gc does not look: a hook on a leaf reached only through a kept graph.
+        with contextlib.suppress(Exception):
+            for i, (node, _slot) in enumerate(obj.next_functions):  # type: ignore[attr-defined]
+                if node is not None:
+                    yield node, f".next_functions[{i}]", "attr"
+        for name in ("variable", "metadata"):
+            with contextlib.suppress(Exception):
+                value = getattr(obj, name)
+                if value is not None and not (name == "metadata" and not value):
+                    yield value, f".{name}", "attr"
+        return
     handled_dict = False
     try:
         attrs = vars(obj)
@@ -231,7 +317,22 @@ def _children(obj: object, target_ranges: list[tuple[int, int, int]]) -> Iterato
     for ref in gc.get_referents(obj):
         if ref is type(obj) or (handled_dict and ref is attrs) or isinstance(ref, _ATOMIC):
             continue
-        yield ref, "(referent)", "ref"
+        label = named.get(id(ref))
+        if label is not None:
+            yield ref, f".{label}", "attr"
+        else:
+            yield ref, "(referent)", "ref"
+
+
+#: A tensor's references kept in C++ that gc reports as bare referents.
+_TENSOR_REFS = ("_backward_hooks", "_post_accumulate_grad_hooks", "grad_fn")
+
+
+def _is_autograd_node(obj: object) -> bool:
+    """An autograd graph node (``SumBackward0``, ``AccumulateGrad``): torch defines them in C++
+    with no module of their own, so they are told by the methods every node has."""
+    tp = type(obj)
+    return tp.__module__ == "builtins" and hasattr(tp, "next_functions") and hasattr(tp, "register_prehook")
 
 
 class _TargetRef:
@@ -257,9 +358,9 @@ def _frame_roots(skip: Callable[[types.FrameType], bool]) -> Iterator[tuple[obje
 
 
 def _module_roots() -> Iterator[tuple[object, str]]:
-    """Globals of every imported module but the harness's own."""
+    """Globals of every imported module but the harness's own (its scenarios are code under test)."""
     for modname, mod in list(sys.modules.items()):
-        if modname.split(".")[0] == _HARNESS_PREFIX or mod is None:
+        if mod is None or (modname.split(".")[0] == _HARNESS_PREFIX and not modname.startswith(_SCENARIOS_PREFIX)):
             continue
         try:
             items = list(vars(mod).items())
@@ -276,10 +377,13 @@ def find_chains(
     max_depth: int = 20,
     max_objects: int = 2_000_000,
     time_budget_s: float = 10.0,
+    roots: Iterable[tuple[object, str]] | None = None,
 ) -> tuple[list[Chain | None], str]:
     """Shortest reference chain from a root to each target (None where none was found).
 
-    Returns the chains and a note on how the search ended ("complete", or which cap hit).
+    The roots are the locals of running frames, then module globals; ``roots`` (object,
+    label) pairs replace them. Returns the chains and a note on how the search ended
+    ("complete", or which cap hit).
     """
     target_index = {id(t): i for i, t in enumerate(targets)}
     target_ranges = [(r[0], r[1], i) for i, t in enumerate(targets) if (r := _memory_range(t)) is not None]
@@ -294,7 +398,7 @@ def find_chains(
     deadline = time.perf_counter() + time_budget_s
 
     def skip_frame(frame: types.FrameType) -> bool:
-        return _is_harness_file(frame.f_code.co_filename)
+        return _is_search_frame(frame.f_code.co_filename)
 
     def chain_to(oid: int) -> Chain:
         hops: list[Hop] = []
@@ -330,8 +434,9 @@ def find_chains(
         # Two phases: what running frames hold first (the usual owner of a leak in a test,
         # and a small part of the heap), then module globals (caches, registries), which
         # reach most of a torch process.
-        for roots in (_frame_roots(skip_frame), _module_roots()):
-            for value, label in roots:
+        phases = (_frame_roots(skip_frame), _module_roots()) if roots is None else (roots,)
+        for phase in phases:
+            for value, label in phase:
                 visit(value, None, label, "root", 1)
             while queue and remaining:
                 obj, depth = queue.popleft()
@@ -355,6 +460,151 @@ def find_chains(
     queue.clear()
     seen.clear()
     return found, status
+
+
+# -- holders outside Python's view ---------------------------------------------------------
+_CONTAINERS = (dict, list, tuple, set, frozenset)
+
+
+def _refs(obj: object) -> list[object]:
+    """What ``obj`` references as gc sees it, plus an array's ``.base`` (arrays are not gc objects)."""
+    if type(obj).__module__ == "numpy":
+        base = getattr(obj, "base", None)
+        return [base] if base is not None else []
+    return list(gc.get_referents(obj))
+
+
+def _untracked(deadline: float) -> list[object]:
+    """Containers gc does not track (a tuple or dict of numbers and arrays) and numpy arrays,
+    reachable from gc objects: ``gc.get_referrers`` cannot return them, so they are searched
+    by hand."""
+    out: list[object] = []
+    seen: set[int] = set()
+    batch: list[object] = gc.get_objects()
+    while batch and time.perf_counter() < deadline:
+        later: list[object] = []
+        for start in range(0, len(batch), 8192):
+            for child in gc.get_referents(*batch[start : start + 8192]):
+                tp = type(child)
+                if tp.__module__ == "numpy" and hasattr(child, "base"):
+                    pass
+                elif tp not in _CONTAINERS or gc.is_tracked(child):
+                    continue
+                if id(child) not in seen:
+                    seen.add(id(child))
+                    out.append(child)
+                    later.append(child)
+        batch = later
+    return out
+
+
+def _unaccounted(box: list[object], extra: list[object], skip: set[int]) -> tuple[int, list[object]]:
+    """(references to ``box[0]`` no object that Python can see accounts for, plus a constant
+    for this call's own references; the holders Python can see, but for ``skip``)."""
+    holders = [h for h in gc.get_referrers(box[0]) if h is not box]
+    holders += [e for e in extra if any(r is box[0] for r in _refs(e))]
+    known = sum(sum(1 for r in _refs(h) if r is box[0]) for h in holders)
+    return sys.getrefcount(box[0]) - known, [h for h in holders if id(h) not in skip]
+
+
+def _callable_note(obj: object) -> str:
+    import signal
+
+    with contextlib.suppress(Exception):
+        for sig in signal.valid_signals():
+            if signal.getsignal(sig) is obj:
+                return f"the handler of {signal.Signals(sig).name} (signal.signal): set another handler"
+    return (
+        "an atexit.register callback (atexit keeps its callbacks where Python cannot look), a C extension's "
+        "callback registry or a torch hook: unregister it (atexit.unregister, the hook handle's .remove()) "
+        "or let it hold a weak reference"
+    )
+
+
+def _is_hook_dict(obj: object) -> bool:
+    return (
+        isinstance(obj, dict)
+        and bool(obj)
+        and all(isinstance(k, int) for k in obj)
+        and all(callable(v) for v in obj.values())
+    )
+
+
+def _where_defined(obj: object) -> str:
+    code = getattr(getattr(obj, "__func__", obj), "__code__", None)
+    if not isinstance(code, types.CodeType):
+        return ""
+    return f" ({short_path(code.co_filename)}:{code.co_firstlineno})"
+
+
+def find_outside_holder(
+    target: object, *, skip: Iterable[int] = (), max_depth: int = 12, time_budget_s: float = 5.0
+) -> tuple[Chain | None, str]:
+    """For a survivor no root reaches: the nearest object above it (following what holds
+    what, backwards) with references no Python object accounts for, and the chain from it.
+
+    Returns (chain, note): the chain starts at that object ("a reference Python cannot
+    see") and the note says what such a holder usually is (an atexit registration, a torch
+    hook dict, a C extension's registry); (None, "") when none is found. ``skip`` are ids
+    of the caller's own containers that hold the target. The target's own count is not
+    judged: its callers hold it in local variables, which gc does not see either.
+    """
+    if not hasattr(sys, "getrefcount"):  # pragma: no cover - not CPython
+        return None, ""
+    deadline = time.perf_counter() + time_budget_s
+    extra = _untracked(deadline)
+    # Everything this search holds sits in gc-tracked lists (counted as holders) and in
+    # one loop variable, as the calibration probe does: the difference is what C holds.
+    kept: list[object] = [target]
+    level: list[object] = [target]
+    internal = {id(kept), id(level), id(extra), *skip}
+    ids = {id(target)}
+    base = 0
+    for probe in [object()]:
+        base, _ = _unaccounted([probe], [], internal)
+    for depth in range(max_depth):
+        upper: list[object] = []
+        internal.add(id(upper))
+        for x in level:
+            if time.perf_counter() > deadline:
+                return None, ""
+            gap, holders = _unaccounted([x], extra, internal)
+            if depth > 0 and gap > base:
+                return _outside_chain(x, kept[0], gap - base)
+            # no loop variable may outlive this line holding a holder: it would count as C's
+            fresh = [h for h in holders if not isinstance(h, types.FrameType) and id(h) not in ids]
+            ids.update(map(id, fresh))
+            kept.extend(fresh)
+            upper.extend(fresh)
+            del holders, fresh
+        if not upper:
+            break
+        level = upper
+    return None, ""
+
+
+def _outside_chain(top: object, target: object, missing: int) -> tuple[Chain | None, str]:
+    refs = f"{missing} reference{'s' if missing > 1 else ''} no Python object accounts for"
+    root = f"{describe(top)}{_where_defined(top)}, {refs}"
+    chains, _ = find_chains([target], roots=[(top, "a reference Python cannot see")], time_budget_s=2.0)
+    chain = chains[0]
+    if chain is not None:  # name the top object with where it was defined and the missing count
+        first = chain.hops[0]
+        chain = Chain((Hop(first.edge, first.kind, root), *chain.hops[1:]))
+    if _is_hook_dict(top):
+        note = (
+            "the holder outside Python's view is a hook dict torch keeps in C++ (hooks registered with a "
+            "grad_fn's register_hook or register_prehook live in the autograd graph, not in a Python object): "
+            "call the handle's .remove() or let the graph go"
+        )
+    elif callable(top):
+        note = "the holder outside Python's view is " + _callable_note(top)
+    else:
+        note = (
+            "the holder outside Python's view is a C extension's registry, a pending device transfer "
+            "or an autograd graph"
+        )
+    return chain, note
 
 
 class ReleaseTracker:
@@ -426,17 +676,18 @@ class ReleaseTracker:
         chains, status = find_chains(objs, time_budget_s=time_budget_s)
         del objs
         out: list[Survivor] = []
-        for i, (_, label, tname) in enumerate(alive):
+        own = {id(alive), *(id(entry) for entry in alive)}
+        for i, (obj, label, tname) in enumerate(alive):
             if i < max_report:
                 chain = chains[i]
-                note = (
-                    ""
-                    if chain is not None
-                    else (
+                note = ""
+                if chain is None and status == "complete":
+                    chain, note = find_outside_holder(obj, skip=own)
+                if chain is None:
+                    note = (
                         f"held from outside Python's view (no chain from a module or frame; search {status}): "
                         "a C extension, a pending device transfer, or an autograd graph may hold it"
                     )
-                )
                 out.append(Survivor(label, tname, chain, note))
             else:
                 out.append(Survivor(label, tname, None, "(retainers not searched)"))

@@ -12,11 +12,21 @@ objects are still alive, it
    object (its referents, an array's data buffer, a tensor's storage) is charged to the
    line that made that frontier object. Memory Python cannot see (a kept tensor's autograd
    graph: nodes and saved activations made through ``torch::autograd``) is charged to
-   the kept tensors that hold a graph. What no frontier reaches keeps its own line;
-3. names each line by the *user's frame*: the first frame, from the innermost, outside
-   the harness, pytest, the standard library and installed packages (torch, numpy, ...),
-   keeping the native leaf as context; a line that returns what it made (``return x``,
-   or a ``def``/assignment whose name the function returns) hands it to its caller.
+   the kept tensors that hold a graph; other memory no Python object reaches, made in the
+   same Python call as objects a frontier keeps (a tensor's C++ ``TensorImpl`` beside its
+   Python ``Tensor``), goes with them. What no frontier reaches keeps its own line;
+3. names each allocation by the *user's frame*: the first frame, from the innermost,
+   outside the harness, pytest, the standard library and installed packages (torch,
+   numpy, ...), keeping the native leaf as context; a line that returns what it made
+   (``return x``, or a ``def``/assignment whose name the function returns) hands it to
+   its caller, and a constructor's ``self.x = ...`` to the line that constructs the object;
+4. names the holder of each frontier object (``harness.probes.keepers``: ``Trainer._inflight``,
+   ``ListSumTree.sum_tree``, a closure variable, an ``lru_cache``) and the user's line that
+   stored it there, when the source shows one. A site is that *keeping line* (else the line
+   that made the frontier object); under it, as context, who keeps it and the line that
+   allocated most of its bytes when that is another (``kept by ListSumTree.sum_tree (list);
+   allocated at replay_cases.py:83 in update_priorities``). A user needs both: the
+   allocating line is often in a helper or a library call, the storing line is what to change.
 
 The result is a tuple of :class:`harness.analysis.growth.Site`, largest first, and a
 self-contained HTML icicle graph of the kept allocations (``write_flamegraph``).
@@ -33,13 +43,14 @@ import sys
 import sysconfig
 import tempfile
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 from harness.analysis.growth import Site
+from harness.probes.keepers import Keeper, Namer
 from harness.probes.paths import short_path
 
 #: memray allocator kinds that free (PYMALLOC_FREE, FREE, MUNMAP).
@@ -96,6 +107,9 @@ class _Stack:
     harness: bool  # the harness's own memory (trace rows...): not the user's growth
 
 
+Charge = tuple[tuple[int, int], tuple[int, int], int]  # (origin stack, frontier stack, keeper index or -1)
+
+
 @dataclass
 class Tracked:
     """What a window of site tracking found (before grouping)."""
@@ -103,12 +117,13 @@ class Tracked:
     steps: int
     seconds: float
     stacks: dict[tuple[int, int], _Stack] = field(default_factory=dict)
-    #: per (stack key, charged-to stack key): [bytes kept from the window's first half,
-    #: from its second half, blocks, bytes kept in all]. A site's rate is the smaller half:
-    #: growth keeps bytes from both halves alike, while one-off allocations of the first
-    #: steps (caches, optimizer state) sit in the first and a ring buffer's current contents
-    #: or the last step's temporaries in the second.
-    charges: dict[tuple[tuple[int, int], tuple[int, int]], list[int]] = field(default_factory=dict)
+    #: per (stack key, charged-to stack key, keeper): [bytes kept from the window's first
+    #: half, from its second half, blocks, bytes kept in all]. Growth keeps bytes from both
+    #: halves alike, while one-off allocations of the first steps (caches, optimizer state)
+    #: sit in the first and a ring buffer's current contents or the last step's temporaries
+    #: in the second: see :func:`_kept_per_half`.
+    charges: dict[Charge, list[int]] = field(default_factory=dict)
+    keepers: list[Keeper] = field(default_factory=list)
     kept_by_frontier: int = 0
     total: int = 0
 
@@ -214,17 +229,24 @@ class SiteTracker:
         }
         if self.tracked is not None:
             out["sites_seconds"] = round(self.tracked.seconds, 3)
+            out["sites_detail"] = details(self.tracked)
         if self.error:
             out["sites_error"] = self.error
         return out
 
 
 # -- reading a capture ---------------------------------------------------------------------
-def _live_blocks(reader: Any) -> tuple[dict[int, _Block], dict[tuple[int, int], Any]]:
-    """Replay the capture's events: the allocations still alive at its end, by address."""
+def _live_blocks(reader: Any) -> tuple[dict[int, _Block], dict[tuple[int, int], Any], int]:
+    """Replay the capture's events: the allocations still alive at its end, by address,
+    and how many allocations the window made. A block's ``index`` counts the code under
+    test's allocations only: counting frees too put the "half" of the window at a quarter
+    of it (the smaller half read a 65 KB/step leak as 40 KB/step), and the harness's own
+    samples are denser early in a window."""
     live: dict[int, _Block] = {}
     records: dict[tuple[int, int], Any] = {}
-    for index, rec in enumerate(reader.get_allocation_records()):
+    harness: dict[int, bool] = {}  # Python stack id -> made by the harness (not counted)
+    index = 0
+    for rec in reader.get_allocation_records():
         kind = int(rec.allocator)
         if kind in _FREES:
             live.pop(rec.address, None)
@@ -233,9 +255,23 @@ def _live_blocks(reader: Any) -> tuple[dict[int, _Block], dict[tuple[int, int], 
             continue
         key = (rec.stack_id, rec.native_stack_id)
         live[rec.address] = _Block(rec.size, key, index)
+        own = harness.get(rec.stack_id)
+        if own is None:
+            own = harness[rec.stack_id] = _harness_made(rec)
+        index += not own
         if key not in records:
             records[key] = rec
-    return live, records
+    return live, records, index
+
+
+def _harness_made(record: Any) -> bool:
+    """The allocation's innermost frame outside libraries is the harness's own (its samples)."""
+    for _fn, filename, _ln in record.stack_trace(max_stacks=MAX_FRAMES * 2):
+        if is_user_file(filename):
+            return False
+        if _is_harness_internal(filename):
+            return True
+    return False
 
 
 def _stack(record: Any) -> _Stack:
@@ -303,6 +339,8 @@ def _returns_what_it_makes(filename: str, line: int) -> bool:
             stmt = s
     if isinstance(stmt, ast.Return):
         return True
+    if func.name == "__init__" and _builds_self(stmt):
+        return True
     names: set[str] = set()
     if isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
         names.add(stmt.name)
@@ -316,6 +354,47 @@ def _returns_what_it_makes(filename: str, line: int) -> bool:
         r for r in ast.walk(func) if isinstance(r, ast.Return) and _innermost_function(func, r.lineno) is func
     ]
     return any(isinstance(r.value, ast.Name) and r.value.id in names for r in own_returns)
+
+
+def _writes_tuple(stack: _Stack) -> bool:
+    """The stack's user line builds a tuple in its source (``(view, tensor)``, ``a, b``)."""
+    if stack.user is None:
+        return False
+    _fn, filename, line = stack.python[stack.user]
+    return _line_builds_tuple(filename, line)
+
+
+@lru_cache(maxsize=4096)
+def _line_builds_tuple(filename: str, line: int) -> bool:
+    tree = _parse(filename)
+    if tree is None:
+        return True  # no source: keep the tuple as it is
+    return any(
+        isinstance(node, ast.Tuple)
+        and isinstance(node.ctx, ast.Load)
+        and node.lineno <= line <= (node.end_lineno or node.lineno)
+        for node in ast.walk(tree)
+    )
+
+
+def _builds_self(stmt: ast.stmt) -> bool:
+    """``self.x = ...`` or ``super().__init__(...)``: in a constructor, what it stores on the
+    object belongs to the line that constructs the object."""
+    if isinstance(stmt, (ast.Assign, ast.AnnAssign)):
+        targets = stmt.targets if isinstance(stmt, ast.Assign) else [stmt.target]
+        return any(
+            isinstance(t, ast.Attribute) and isinstance(t.value, ast.Name) and t.value.id == "self" for t in targets
+        )
+    if isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Call):
+        func = stmt.value.func
+        return (
+            isinstance(func, ast.Attribute)
+            and func.attr == "__init__"
+            and isinstance(func.value, ast.Call)
+            and isinstance(func.value.func, ast.Name)
+            and func.value.func.id == "super"
+        )
+    return False
 
 
 @lru_cache(maxsize=256)
@@ -367,6 +446,11 @@ def _buffers(obj: object) -> Iterator[int]:
             yield int(obj.untyped_storage().data_ptr())
     except Exception:  # pragma: no cover - exotic arrays
         return
+
+
+def _user_frames() -> list[Any]:
+    """Running frames but the harness's own."""
+    return [f for f in _running_frames() if not _is_harness_internal(f.f_code.co_filename)]
 
 
 def _running_frames() -> Iterator[Any]:
@@ -424,11 +508,21 @@ def _graph_shares(graphs: list[tuple[int, object]], live: dict[int, _Block]) -> 
     return [(key, count / total) for key, count in counts.items()] if total else []
 
 
-def keepers(live: dict[int, _Block]) -> tuple[dict[int, int], list[tuple[int, object]]]:
+Held = dict[int, tuple[object, object]]  # frontier block -> (the old object holding it, the frontier object)
+
+
+def keepers(
+    live: dict[int, _Block],
+    wrote_tuple: Callable[[int], bool] = lambda block: True,
+    exclude: set[int] | frozenset[int] = frozenset(),
+) -> tuple[dict[int, int], list[tuple[int, object]], Held]:
     """Charge window allocations to the frontier object that keeps them.
 
-    Returns ``charged`` (block address -> frontier block address) and the frontier blocks
-    of kept tensors that hold an autograd graph.
+    Returns ``charged`` (block address -> frontier block address), the frontier blocks of
+    kept tensors that hold an autograd graph, and ``held`` (frontier block -> (the object
+    that existed before the window and references it, the frontier object)).
+    ``wrote_tuple(block)``: the user's line that made a new tuple wrote it (see
+    :func:`_look_through_tuples`); ``exclude``: ids of the caller's objects, not holders.
     """
     offsets: dict[type, int] = {}
 
@@ -440,32 +534,45 @@ def keepers(live: dict[int, _Block]) -> tuple[dict[int, int], list[tuple[int, ob
         return id(obj) - off
 
     # Old gc objects, then the old untracked containers they hold (a dict of numbers, a
-    # tuple of strings): whatever new they reference is a frontier object.
-    batch = [o for o in gc.get_objects() if block_of(o) not in live]
+    # tuple of strings): whatever new they reference is a frontier object. Referents are
+    # read a chunk of parents at a time; a chunk that holds a new frontier object is read
+    # again one parent at a time, to know which old object holds it.
+    old = batch = [o for o in gc.get_objects() if block_of(o) not in live and id(o) not in exclude]
     frontier: list[tuple[int, object]] = []
+    held: Held = {}
     found: set[int] = set()
     visited: set[int] = set()
     containers = (dict, list, tuple, set, frozenset)
     while batch:
         later = []
-        for child in gc.get_referents(*batch):
-            cblock = block_of(child)
-            if cblock in live:
-                if cblock not in found:
-                    found.add(cblock)
-                    frontier.append((cblock, child))
-            elif type(child) in containers and not gc.is_tracked(child) and id(child) not in visited:
-                visited.add(id(child))
-                later.append(child)
+        for start in range(0, len(batch), 512):
+            chunk = batch[start : start + 512]
+            new = False
+            for child in gc.get_referents(*chunk):
+                cblock = block_of(child)
+                if cblock in live:
+                    if cblock not in found:
+                        found.add(cblock)
+                        frontier.append((cblock, child))
+                        new = True
+                elif type(child) in containers and not gc.is_tracked(child) and id(child) not in visited:
+                    visited.add(id(child))
+                    later.append(child)
+            if new:
+                for parent in chunk:
+                    for child in gc.get_referents(parent):
+                        cblock = block_of(child)
+                        if cblock in live and cblock not in held:
+                            held[cblock] = (parent, child)
         batch = later
     # Running frames are roots too (their locals are not gc objects until looked at).
-    for frame in _running_frames():
-        if _is_harness_internal(frame.f_code.co_filename):
-            continue
+    for frame in _user_frames():
         for value in list(frame.f_locals.values()):
             vblock = _block_of(value)
             if vblock in live:
                 frontier.append((vblock, value))
+                held.setdefault(vblock, (frame, value))
+    frontier, wrappers = _look_through_tuples(frontier, held, old, live, block_of, wrote_tuple)
     charged: dict[int, int] = {}
     graphs: list[tuple[int, object]] = []
     queue: list[tuple[int, object, int]] = []
@@ -485,7 +592,100 @@ def keepers(live: dict[int, _Block]) -> tuple[dict[int, int], list[tuple[int, ob
             if cblock in live and cblock not in charged:
                 charged[cblock] = owner
                 queue.append((cblock, child, owner))
-    return charged, graphs
+    for tblock, first in wrappers.items():  # a looked-through tuple goes with its first new item
+        if tblock not in charged and first in charged:
+            charged[tblock] = charged[first]
+    return charged, graphs, held
+
+
+def _look_through_tuples(
+    frontier: list[tuple[int, object]],
+    held: Held,
+    old: list[object],
+    live: dict[int, _Block],
+    block_of: Callable[[object], int],
+    wrote_tuple: Callable[[int], bool],
+) -> tuple[list[tuple[int, object]], dict[int, int]]:
+    """Frontier tuples nobody wrote are looked through: their new items are what is kept.
+
+    A tuple is immutable, so an "old" tuple that references new objects was made in the
+    window too: CPython recycled it from its free list, where memray sees no allocation.
+    A new tuple that the user's line did not write (the argument tuple an ``lru_cache``
+    keeps as its key, a library's record) is plumbing as well. Either way its new items are
+    the frontier, kept by the tuple's holder; the tuple goes with its first new item. A
+    tuple the user wrote (``queue.append((view, tensor))``) stays what is kept.
+    Returns the new frontier and {tuple block: block of its first new item}.
+    """
+    recycled: dict[int, object] = {id(h): h for h, _c in held.values() if type(h) is tuple}
+    parents = _holders_of(recycled, old) if recycled else {}
+    for block, (holder, child) in list(held.items()):
+        if id(holder) in parents:
+            held[block] = (parents[id(holder)], child)
+    out: list[tuple[int, object]] = []
+    wrappers: dict[int, int] = {}
+    todo = list(reversed(frontier))
+    while todo:
+        block, obj = todo.pop()
+        if type(obj) is tuple and not wrote_tuple(block):
+            inner = [(b, item) for item in obj if (b := block_of(item)) in live]
+            if inner:
+                holder = held.get(block, (None, None))[0]
+                wrappers[block] = inner[0][0]
+                for b, item in inner:
+                    if holder is not None and (b not in held or held[b][0] is obj):
+                        held[b] = (holder, item)
+                todo.extend(reversed(inner))
+                continue
+        out.append((block, obj))
+    return out, wrappers
+
+
+def _holders_of(targets: dict[int, object], old: list[object]) -> dict[int, object]:
+    """id(target) -> an old object that references it (one bulk pass over ``old``)."""
+    out: dict[int, object] = {}
+    for start in range(0, len(old), 512):
+        chunk = old[start : start + 512]
+        if any(id(child) in targets for child in gc.get_referents(*chunk)):
+            for parent in chunk:
+                if id(parent) in targets:
+                    continue
+                for child in gc.get_referents(parent):
+                    if id(child) in targets and id(child) not in out:
+                        out[id(child)] = parent
+    return out
+
+
+def _name_keepers(
+    held: Held,
+    weight: dict[int, int],
+    live: dict[int, _Block],
+    stacks: dict[tuple[int, int], _Stack],
+) -> tuple[list[Keeper], dict[int, int]]:
+    """Keepers of the frontier blocks whose holders keep the most bytes (``weight``: kept
+    bytes per frontier block), as a list and frontier block -> index into it. Naming a
+    holder costs a scan of the gc heap, so only the largest few are named."""
+    by_holder: dict[int, list[int]] = {}
+    for block, (holder, _child) in held.items():
+        by_holder.setdefault(id(holder), []).append(block)
+    ranked = sorted(by_holder.values(), key=lambda blocks: -sum(weight.get(b, 0) for b in blocks))
+    out: list[Keeper] = []
+    index: dict[tuple[int, str], int] = {}
+    of_block: dict[int, int] = {}
+    own = [held, by_holder, *by_holder.values(), *held.values()]  # this analysis's containers
+    namer = Namer(is_user_file, _user_frames(), ignore=map(id, own))
+    for blocks in ranked[: 2 * MAX_SITES]:
+        # one name per holder and allocating line (what line stored it can differ by line)
+        for block in blocks:
+            holder, child = held[block]
+            stack = stacks[live[block].key]
+            frame = stack.python[stack.user] if stack.user is not None else None
+            alloc = (frame[1], frame[2]) if frame is not None else None
+            slot = (id(holder), f"{alloc}")
+            if slot not in index:
+                index[slot] = len(out)
+                out.append(namer.keeper(holder, child, alloc))
+            of_block[block] = index[slot]
+    return out, of_block
 
 
 def analyse(capture: Path, steps: int, seconds: float) -> Tracked:
@@ -494,31 +694,70 @@ def analyse(capture: Path, steps: int, seconds: float) -> Tracked:
 
     reader = FileReader(str(capture))
     try:
-        live, records = _live_blocks(reader)
-        half = reader.metadata.total_allocations // 2
+        live, records, allocations = _live_blocks(reader)
+        half = allocations // 2
     finally:
         reader.close()
     keys = {b.key for b in live.values()}
     stacks = {key: _stack(rec) for key, rec in records.items() if key in keys}
     # The harness's own allocations (trace rows) are not the user's growth.
     live = {a: b for a, b in live.items() if not stacks[b.key].harness}
-    charged, graphs = keepers(live)
+    # This analysis's own objects are not old objects that could hold the window's memory
+    # (a block the code under test freed after the window ended can be reused by them).
+    own = [stacks, records, *stacks.values()]
+    own += [part for st in stacks.values() for part in (st.python, st.native, *st.python)]
+    charged, graphs, held = keepers(
+        live, lambda block: _writes_tuple(stacks[live[block].key]), exclude={id(o) for o in own}
+    )
+    del own
     tracked = Tracked(steps=steps, seconds=seconds, stacks=stacks)
     graph_owners = _graph_shares(graphs, live)
+    weight: dict[int, int] = {}
+    for addr, block in live.items():
+        owner = charged.get(addr)
+        if owner is not None and owner in live:
+            weight[owner] = weight.get(owner, 0) + block.size
+        elif graph_owners and stacks[block.key].autograd:  # a kept graph: its tensors' holders come first
+            for graph_block, _tensor in graphs:
+                weight[graph_block] = weight.get(graph_block, 0) + block.size
+    tracked.keepers, keeper_index = _name_keepers(held, weight, live, stacks)
+
+    def site_of(owner: int) -> tuple[tuple[int, int], int]:
+        return live[owner].key, keeper_index.get(owner, -1)
+
+    graph_keepers = {live[b].key: keeper_index.get(b, -1) for b, _t in graphs if b in live}
+
+    # Memory made in the same Python call as objects a frontier keeps, which no Python
+    # object reaches (a tensor's TensorImpl and storage bookkeeping, made in C++ beside the
+    # Python Tensor), goes with those objects: by Python stack, in the share of bytes kept.
+    follows: dict[int, dict[tuple[tuple[int, int], int], int]] = {}
+    for addr, block in live.items():
+        owner = charged.get(addr)
+        if owner is not None and owner in live:
+            shares = follows.setdefault(block.key[0], {})
+            site = site_of(owner)
+            shares[site] = shares.get(site, 0) + block.size
     for addr, block in live.items():
         tracked.total += block.size
         owner = charged.get(addr)
+        targets: list[tuple[tuple[int, int], int, float]]
         if owner is not None and owner in live:
-            targets = [(live[owner].key, 1.0)]
+            key, keeper = site_of(owner)
+            targets = [(key, keeper, 1.0)]
             tracked.kept_by_frontier += block.size
         elif graph_owners and stacks[block.key].autograd:
-            targets = graph_owners
+            targets = [(key, graph_keepers.get(key, -1), part) for key, part in graph_owners]
+            tracked.kept_by_frontier += block.size
+        elif block.key[0] in follows:
+            shares = follows[block.key[0]]
+            total = sum(shares.values())
+            targets = [(key, keeper, size / total) for (key, keeper), size in shares.items()]
             tracked.kept_by_frontier += block.size
         else:
-            targets = [(block.key, 1.0)]
+            targets = [(block.key, -1, 1.0)]
         late = 1 if block.index >= half else 0
-        for target, part in targets:
-            slot = tracked.charges.setdefault((block.key, target), [0, 0, 0, 0])
+        for target, keeper, part in targets:
+            slot = tracked.charges.setdefault((block.key, target, keeper), [0, 0, 0, 0])
             slot[late] += int(block.size * part)
             slot[2] += 1
             slot[3] += int(block.size * part)
@@ -556,41 +795,97 @@ def _short_native(name: str) -> str:
     return name[:60]
 
 
-def group(tracked: Tracked) -> tuple[Site, ...]:
-    """Sites: kept bytes per user line (charged through keepers), largest first."""
+def _groups(tracked: Tracked) -> list[dict[str, Any]]:
+    """Kept bytes per keeping line, largest first: the line that stored the frontier object
+    when the user's source shows it, else the line that made it. Each group also knows the
+    line that allocated most of its bytes and the holder that keeps most of them."""
     by_loc: dict[str, dict[str, Any]] = {}
-    halves: dict[str, list[int]] = {}
-    for (_origin, target), (first, second, blocks, _all) in tracked.charges.items():
-        stack = tracked.stacks[target]
-        loc, fn, code = _location(stack)
-        slot = by_loc.setdefault(loc, {"function": fn, "code": code, "bytes": 0, "blocks": 0, "native": {}})
-        pair = halves.setdefault(loc, [0, 0])
-        pair[0] += first
-        pair[1] += second
-        size = first + second
-        slot["blocks"] += blocks
-        origin_stack = tracked.stacks[_origin]
-        words = _native_words(origin_stack)
-        if words:
-            slot["native"][words] = slot["native"].get(words, 0) + size
-    for loc, slot in by_loc.items():
-        slot["bytes"] = min(halves[loc])
-    total = sum(s["bytes"] for s in by_loc.values()) or 1
-    sites = [
-        Site(
-            location=loc,
-            function=s["function"],
-            code=s["code"],
-            bytes_per_step=s["bytes"] / max(tracked.steps / 2, 1),
-            share=s["bytes"] / total,
-            native=max(s["native"], key=s["native"].get) if s["native"] else "",
-            blocks=s["blocks"],
+    for (origin, target, keeper_index), (first, second, blocks, _all) in tracked.charges.items():
+        keeper = tracked.keepers[keeper_index] if keeper_index >= 0 else None
+        if keeper is not None and keeper.location:
+            loc, fn, code = keeper.location, keeper.function, keeper.code
+        else:
+            loc, fn, code = _location(tracked.stacks[target])
+        slot = by_loc.setdefault(
+            loc,
+            {"location": loc, "function": fn, "code": code, "halves": [0, 0], "blocks": 0}
+            | {"native": {}, "allocated": {}, "held_by": {}},
         )
-        for loc, s in by_loc.items()
-        if s["bytes"] > 0
+        slot["halves"][0] += first
+        slot["halves"][1] += second
+        slot["blocks"] += blocks
+        size = first + second
+        origin_stack = tracked.stacks[origin]
+        for name, value in (
+            ("native", _native_words(origin_stack)),
+            ("allocated", _location(origin_stack)[:2]),
+            ("held_by", keeper.held_by if keeper is not None else ""),  # "": no holder named
+        ):
+            if value or name == "held_by":
+                slot[name][value] = slot[name].get(value, 0) + size
+    groups = []
+    for slot in by_loc.values():
+        slot["bytes"] = _kept_per_half(*slot["halves"])
+        for name in ("native", "allocated", "held_by"):  # what most of the bytes have
+            slot[name] = max(slot[name], key=slot[name].get) if slot[name] else None
+        slot["held_by"] = slot["held_by"] or None
+        if slot["bytes"] > 0:
+            groups.append(slot)
+    groups.sort(key=lambda g: -g["bytes"])
+    return groups[:MAX_SITES]
+
+
+def _kept_per_half(first: int, second: int) -> float:
+    """Bytes a site keeps per half window: their mean when the halves agree within 2x
+    (growth), else the smaller half (a one-off or a ring buffer's contents sits in one).
+    The halves split the window's allocations, not its steps, so a steady leak can fall
+    45/55 where other allocations are uneven; the mean does not understate it."""
+    low, high = min(first, second), max(first, second)
+    return (first + second) / 2 if high <= 2 * low else float(low)
+
+
+def _context(group: dict[str, Any]) -> str:
+    """The words under a site: who keeps it, where it was allocated (when elsewhere), the native leaf."""
+    parts = []
+    if group["held_by"]:
+        parts.append(f"kept by {group['held_by']}")
+    allocated = group["allocated"]
+    if allocated and allocated[0] != group["location"]:
+        parts.append(f"allocated at {allocated[0]} in {allocated[1]}")
+    if group["native"]:
+        parts.append(group["native"])
+    return "; ".join(parts)
+
+
+def group(tracked: Tracked) -> tuple[Site, ...]:
+    """Sites: kept bytes per keeping line (charged through keepers), largest first."""
+    groups = _groups(tracked)
+    total = sum(g["bytes"] for g in groups) or 1
+    return tuple(
+        Site(
+            location=g["location"],
+            function=g["function"],
+            code=g["code"],
+            bytes_per_step=g["bytes"] / max(tracked.steps / 2, 1),
+            share=g["bytes"] / total,
+            native=_context(g),
+            blocks=g["blocks"],
+        )
+        for g in groups
+    )
+
+
+def details(tracked: Tracked) -> list[dict[str, str]]:
+    """Per site, in the order of :func:`group`: the line that keeps it, the line that
+    allocated most of its bytes, and the holder (``sites_detail`` in the trace's metadata)."""
+    return [
+        {
+            "location": g["location"],
+            "allocated": g["allocated"][0] if g["allocated"] else "",
+            "kept_by": g["held_by"] or "",
+        }
+        for g in _groups(tracked)
     ]
-    sites.sort(key=lambda s: -s.bytes_per_step)
-    return tuple(sites[:MAX_SITES])
 
 
 # -- the growth flamegraph -----------------------------------------------------------------
@@ -604,7 +899,7 @@ class _Node:
 def growth_tree(tracked: Tracked) -> _Node:
     """Kept bytes by call path (outermost user frame first), the native leaf last."""
     root = _Node("all kept allocations")
-    for (origin, _target), (_first, _second, _blocks, size) in tracked.charges.items():
+    for (origin, _target, _keeper), (_first, _second, _blocks, size) in tracked.charges.items():
         stack = tracked.stacks[origin]
         frames = list(reversed(stack.python))
         first_user = next((i for i, f in enumerate(frames) if is_user_file(f[1])), 0)
@@ -675,7 +970,7 @@ table{{border-collapse:collapse;margin-bottom:1em}}td,th{{border:1px solid #ccc;
 <p>{html.escape(_fmt_bytes(root.value))} allocated in steps {tracked.steps:,} of the window and alive at its end,
 charged to the line that keeps them. Widths are bytes; hover a frame for its full name.</p>
 <table><thead><tr><th>site</th><th>function</th><th>code</th><th>kept per step</th><th>share</th>
-<th>native</th></tr></thead><tbody>{rows}</tbody></table>
+<th>kept by · allocated at · native</th></tr></thead><tbody>{rows}</tbody></table>
 <div class="g"><div class="c">{"".join(parts)}</div></div>
 </body></html>
 """

@@ -77,6 +77,8 @@ def test_auto_reruns_a_failing_test_and_adds_its_sites_to_the_failure(pytester, 
     first = next(line for line in out.splitlines() if "test_leaky.py:" in line and " in test_grows" in line)
     assert LEAK_LINE in first, out
     assert "HELD.append(bytearray" in first
+    # under the site: who keeps what it made (the line that stored it is the site itself)
+    assert "← kept by module global test_leaky.HELD (list)" in out, out
     assert "Sites from one rerun of the test with site tracking" in out
     assert "--leak-memray" not in out  # sites are there: no "rerun with --leak-memray"
     props = _props(pytester)

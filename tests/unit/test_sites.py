@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 from pathlib import Path
 
@@ -88,3 +89,65 @@ def test_user_frames_exclude_libraries_and_the_harness() -> None:
     import harness.scenarios.replay as replay
 
     assert is_user_file(replay.__file__)  # built-in scenarios are code under test
+
+
+class _Table:
+    """Rows stored by a method: the line that keeps them is not the line that made them."""
+
+    def __init__(self, size: int) -> None:
+        self.rows: list[object] = [None] * size
+
+    def update(self, index: int, row: np.ndarray) -> None:
+        self.rows[index] = row  # STORE-ROW
+
+
+def test_rows_made_by_numpy_iteration_and_stored_by_a_method_name_the_storing_line(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    pool = rng.standard_normal((16, 256), dtype=np.float32)
+    table = _Table(10_000)
+    with harness.record("rows", where=True) as rec:
+        for step in rec.steps(500):
+            batch = pool * np.float32(1.0 + step % 3)  # MAKE-BATCH
+            for k, row in enumerate(batch[:2]):  # ITERATE-ROWS
+                table.update(2 * step + k, row)
+            if step == 50:
+                rec.mark("warm")
+    verdict = harness.growth_verdict(rec.trace, after="warm", max_growth="1 KB/1k steps")
+    assert verdict.sites, rec.trace.meta.get("sites_error")
+    top = verdict.sites[0]
+    # kept at the storing line; the bytes (each row's 16 KiB base) made by the batch line
+    assert _relative(top.location) == _line("STORE-ROW"), verdict.sites
+    assert top.code == "self.rows[index] = row  # STORE-ROW"
+    assert "kept by _Table.rows (list)" in top.native
+    assert f"allocated at {_line('MAKE-BATCH')}" in top.native
+    detail = rec.trace.meta["sites_detail"][0]
+    assert _relative(detail["allocated"]) == _line("MAKE-BATCH")
+    assert top.bytes_per_step > 15_000
+
+
+class _Tokenizer:
+    def __init__(self, table: np.ndarray) -> None:
+        self.table = table.copy()
+
+    @functools.cache  # noqa: B019 (the leak this test names)
+    def encode(self, word: str) -> int:
+        return int(self.table[len(word) % len(self.table)])
+
+
+def test_objects_an_lru_cache_keeps_through_its_keys_name_the_line_that_made_them() -> None:
+    table = np.arange(2048, dtype=np.int32)
+    with harness.record("lru", where=True) as rec:
+        for step in rec.steps(400):
+            tok = _Tokenizer(table)  # MAKE-TOKENIZER
+            for word in ("a", "bb", "ccc"):
+                tok.encode(word)
+            if step == 40:
+                rec.mark("warm")
+    verdict = harness.growth_verdict(rec.trace, after="warm", max_growth="1 KB/1k steps")
+    assert verdict.sites, rec.trace.meta.get("sites_error")
+    top = verdict.sites[0]
+    # the argument tuples the cache keeps as keys are looked through: what they keep is the
+    # tokenizer (and, from its constructor, its 8 KiB table)
+    assert _relative(top.location) == _line("MAKE-TOKENIZER"), verdict.sites
+    assert "kept by the cache of functools.lru_cache on _Tokenizer.encode (tests/unit/test_sites.py:" in top.native
+    assert top.bytes_per_step > 8_000, verdict.sites
