@@ -32,6 +32,8 @@ class Site:
     share: float  # of the growth of the sites' total, 0..1
     native: str = ""  # the native leaf it went through, as context ("at::native::empty_cpu ... posix_memalign")
     blocks: int = 0  # live allocations from this site
+    kept_by: str = ""  # the object that keeps the memory ("Trainer._inflight (deque)"), when found
+    allocated_at: str = ""  # the line that allocated most of its bytes, when it is not ``location``
 
 
 @dataclass(frozen=True)
@@ -158,6 +160,7 @@ def growth_verdict(
     budget: object = None,
     confidence: float = 0.95,
     source: str = "assert_no_linear_growth",
+    autocorrelated: bool | None = None,
 ) -> GrowthVerdict:
     if not isinstance(trace, Trace):
         raise HarnessUsageError(
@@ -175,6 +178,8 @@ def growth_verdict(
         budget_bytes = _machine_memory(trace)
         budget_source = "this machine's memory" if budget_bytes else ""
     window = select_window(trace, after, settle)
+    if autocorrelated is None:  # a soak's trace asks for it: harness.recording.soak
+        autocorrelated = bool(trace.meta.get("soak_autocorrelated"))
     names = auto_signals(trace) if signal == "auto" else [signal]
     judged: list[Judgement] = []
     skipped: list[str] = []
@@ -187,7 +192,11 @@ def growth_verdict(
             skipped.append(str(exc))  # e.g. a tree read too few times in a short window
             continue
         judged.append(
-            Judgement(name, robust_growth(xs, ys, confidence=confidence), sustained_trend(xs, ys, confidence))
+            Judgement(
+                name,
+                robust_growth(xs, ys, confidence=confidence, autocorrelated=autocorrelated),
+                sustained_trend(xs, ys, confidence),
+            )
         )
     failing = [j for j in judged if j.fails(limit)]
     retention = signal == "auto" and _only_retention(failing, judged, limit)

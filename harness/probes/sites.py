@@ -870,6 +870,8 @@ def group(tracked: Tracked) -> tuple[Site, ...]:
             share=g["bytes"] / total,
             native=_context(g),
             blocks=g["blocks"],
+            kept_by=g["held_by"] or "",
+            allocated_at=g["allocated"][0] if g["allocated"] and g["allocated"][0] != g["location"] else "",
         )
         for g in groups
     )

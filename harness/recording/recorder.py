@@ -82,6 +82,8 @@ CHECKS_PER_SPAN = 64
 SHARE = 0.02
 #: Sampling time (since the start or the last mark) that is free of the SHARE rule.
 FREE_S = 0.25
+#: ... as are the first samples since then.
+FREE_SAMPLES = 64
 #: Dense samples after a mark stop being taken one per step once a sample costs this much
 #: (64 of them then cost at most ~1.3 s an event).
 DENSE_MAX_COST_S = 0.02
@@ -207,6 +209,7 @@ class Recorder:
         self._origin_step = 0
         self._origin_t = 0.0  # seconds into the run of the last mark (the budget runs from it)
         self._spent = 0.0  # seconds spent sampling since then
+        self._since_origin = 0  # samples taken since then
         self._check_t = 0.0
         self._stop_step = -1
         total, _ = system_memory()
@@ -427,7 +430,11 @@ class Recorder:
         # The budget runs from the last mark (or the start): the window after an event is
         # what gets judged, so it is sampled like a run of its own (dense, then stretching).
         self._spent += cost
-        self._next_t = now + sample_gap(t - self._origin_t, self._cost, self.interval, self._spent)
+        self._since_origin += 1
+        # The first FREE_SAMPLES samples after the start or a mark are free too, so a short
+        # window has its 20 samples even where each costs 15 ms (~1 s at most).
+        spent = 0.0 if self._since_origin <= FREE_SAMPLES else self._spent
+        self._next_t = now + sample_gap(t - self._origin_t, self._cost, self.interval, spent)
         if self._progress is not None and t - self._last_progress >= self._progress_every:
             self._last_progress = t
             self._progress(self.progress_line())
@@ -509,6 +516,7 @@ class Recorder:
         self._origin_step = max(at, 0)
         self._origin_t = event.t
         self._spent = 0.0
+        self._since_origin = 0
         return True
 
     @property
