@@ -30,6 +30,12 @@ Encodings: "dW" integral values (steps, byte counts) as their first value (int64
 deltas in W-byte ints (the narrowest that holds them), "uW" times likewise in
 microseconds, "f" raw float64 (anything else, NaN and infinities included). Arrays of 4-
 and 8-byte values are byte-shuffled (the k-th bytes of all values together).
+"dWxG": deltas that share a divisor G > 1 are stored divided by it (RSS moves in 4,096-
+byte pages, the allocator in 16-byte chunks: a page-quantised RSS needs 1 byte a sample,
+not 2 or 4). "dc"/"uc": a constant delta (steps at a fixed stride, a full buffer's
+bytes): the first value and the delta, two int64, whatever the row count. Every byte a
+sample costs is inflated by zlib on each load (~4 ns a byte here), so the encodings that
+drop bytes also make loading faster.
 """
 
 from __future__ import annotations
@@ -41,7 +47,7 @@ import struct
 import time
 import zlib
 from array import array
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -59,7 +65,7 @@ _MAX_RECORD = 1 << 28
 _LEVEL = 1
 
 #: Samples per block and the longest a sample waits in memory before it is written.
-BLOCK_ROWS = 4_096
+BLOCK_ROWS = 16_384
 FLUSH_S = 1.0
 
 
@@ -70,7 +76,7 @@ def _shuffle(raw: NDArray[Any]) -> bytes:
     return np.ascontiguousarray(raw.view(np.uint8).reshape(-1, width).T).tobytes()
 
 
-def _unshuffle(buf: bytes, n: int, dtype: Any) -> NDArray[Any]:
+def _unshuffle(buf: bytes | memoryview, n: int, dtype: Any) -> NDArray[Any]:
     width = np.dtype(dtype).itemsize
     if len(buf) != width * n:
         raise ValueError(f"an array of {n} values of {width} bytes holds {len(buf)} bytes")
@@ -91,34 +97,78 @@ def _encode(values: NDArray[Any], *, micro: bool = False) -> tuple[str, bytes]:
     if len(v) and np.all(np.isfinite(scaled)) and np.all(np.abs(scaled) < 2**53):
         ints = np.rint(scaled) if micro else scaled
         if micro or np.all(ints == np.floor(ints)):
+            kind = "u" if micro else "d"
             i = ints.astype(np.int64)
+            head = struct.pack("<q", int(i[0]))
             d = np.empty_like(i)
             d[0] = 0
             np.subtract(i[1:], i[:-1], out=d[1:])
+            if len(d) == 1 or int(d[1:].min()) == int(d[1:].max()):
+                return f"{kind}c", head + struct.pack("<q", int(d[1]) if len(d) > 1 else 0)
+            gcd = 1 if micro else int(np.gcd.reduce(d))  # d[0] = 0 leaves the others' divisor
+            suffix = ""
+            if gcd > 1:
+                d //= gcd
+                suffix = f"x{gcd}"
             span = int(np.max(np.abs(d)))
             width = next(w for w, top in _LIMITS.items() if span <= top)
-            head = struct.pack("<q", int(i[0]))
-            return f"{'u' if micro else 'd'}{width}", head + _shuffle(d.astype(_INTS[width]))
+            return f"{kind}{width}{suffix}", head + _shuffle(d.astype(_INTS[width]))
     return "f", _shuffle(v)
 
 
+#: Parsed encodings: (kind "f"/"d"/"u", bytes a value (0: constant delta), divisor).
+_ENCODINGS: dict[str, tuple[str, int, int]] = {"f": ("f", 8, 1)}
+
+
+def _parse(enc: str) -> tuple[str, int, int]:
+    known = _ENCODINGS.get(enc)
+    if known is not None:
+        return known
+    kind, width, gcd = enc[:1], enc[1:2], 1
+    if enc[2:3] == "x" and enc[3:].isdigit() and len(enc) < 24:
+        gcd = int(enc[3:])
+    elif len(enc) != 2:
+        width = "?"
+    if kind not in ("d", "u") or not (width == "c" or (width.isdigit() and int(width) in _INTS)) or gcd < 1:
+        raise ValueError(f"unknown encoding {enc!r}"[:200])
+    parsed = (kind, 0 if width == "c" else int(width), gcd)
+    if len(_ENCODINGS) < 256:
+        _ENCODINGS[enc] = parsed
+    return parsed
+
+
 def _size(enc: str, n: int) -> int:
-    return 8 * n if enc == "f" else 8 + int(enc[1:]) * n
+    kind, width, _ = _parse(enc)
+    if kind == "f":
+        return 8 * n
+    return 16 if width == 0 else 8 + width * n
 
 
-def _decode(enc: str, buf: bytes, n: int, *, ints: bool = False) -> NDArray[Any]:
+def _integers(enc: str, buf: bytes | memoryview, n: int, acc: NDArray[np.int64]) -> tuple[str, int]:
+    """The integers a "d"/"u" encoding holds, less its first value, written into ``acc``;
+    returns (kind, first value)."""
+    kind, width, gcd = _parse(enc)
+    if width == 0:
+        first, step = struct.unpack_from("<qq", buf, 0)
+        np.multiply(np.arange(n, dtype=np.int64), np.int64(step), out=acc)
+        return kind, first
+    (first,) = struct.unpack_from("<q", buf, 0)
+    np.cumsum(_unshuffle(buf[8:], n, _INTS[width]), dtype=np.int64, out=acc)
+    if gcd != 1:
+        acc *= gcd
+    return kind, first
+
+
+def _decode(enc: str, buf: bytes | memoryview, n: int, *, ints: bool = False) -> NDArray[Any]:
     if enc == "f":
         values = _unshuffle(buf, n, np.float64)
         return values.astype(np.int64) if ints else values
-    if len(enc) != 2 or enc[0] not in "du" or not enc[1].isdigit() or int(enc[1]) not in _INTS:
-        raise ValueError(f"unknown encoding {enc!r}")
-    (first,) = struct.unpack_from("<q", buf, 0)
-    deltas = _unshuffle(buf[8:], n, _INTS[int(enc[1])])
-    out = np.cumsum(deltas, dtype=np.int64)
+    out = np.empty(n, dtype=np.int64)
+    kind, first = _integers(enc, buf, n, out)
     out += first
     if ints:
         return out
-    if enc[0] == "u":
+    if kind == "u":
         return out / 1e6
     return out.astype(np.float64)
 
@@ -296,9 +346,16 @@ class _Bad(Exception):
     pass
 
 
-def _decode_samples(payload: bytes) -> tuple[Any, ...]:
-    (hlen,) = struct.unpack_from("<I", payload, 0)
-    header = json.loads(payload[4 : 4 + hlen].decode("utf-8"))
+#: Parsed block headers by their bytes: a file's blocks mostly share one header.
+_HEADERS: dict[bytes, tuple[int, list[list[str]], list[str], bool]] = {}
+
+
+def _header(raw: bytes) -> tuple[int, list[list[str]], list[str], bool]:
+    """(rows, columns, encodings, with counts) of a samples block, checked."""
+    known = _HEADERS.get(raw)
+    if known is not None:
+        return known
+    header = json.loads(raw.decode("utf-8"))
     if not isinstance(header, dict):
         raise _Bad("block header is not an object")
     n, cols, encs = header.get("n"), header.get("cols"), header.get("enc")
@@ -311,16 +368,33 @@ def _decode_samples(payload: bytes) -> tuple[Any, ...]:
     for col in cols:
         if not (isinstance(col, list) and len(col) == 2 and col[0] in TABLES and isinstance(col[1], str)):
             raise _Bad(f"bad column descriptor {col!r}"[:200])
+    if len(_HEADERS) >= 256:
+        _HEADERS.clear()
+    _HEADERS[raw] = (n, cols, encs, with_counts)
+    return n, cols, encs, with_counts
+
+
+def _layout(payload: bytes) -> tuple[int, list[list[str]], bool, list[tuple[str, memoryview]]]:
+    """(rows, columns, with counts, [(encoding, bytes)] of each array) of a samples payload."""
+    (hlen,) = struct.unpack_from("<I", payload, 0)
+    n, cols, encs, with_counts = _header(payload[4 : 4 + hlen])
+    view = memoryview(payload)
     pos = 4 + hlen
-    decoded: list[NDArray[np.float64]] = []
+    parts: list[tuple[str, memoryview]] = []
     for enc in encs:
-        size = _size(enc, n) if enc == "f" or enc[1:].isdigit() else -1
-        if size < 0 or pos + size > len(payload):
+        size = _size(enc, n)
+        if pos + size > len(payload):
             raise _Bad("block data is shorter than its header says")
-        decoded.append(_decode(enc, payload[pos : pos + size], n, ints=not decoded))
+        parts.append((enc, view[pos : pos + size]))
         pos += size
     if pos != len(payload):
         raise _Bad("block data is longer than its header says")
+    return n, cols, with_counts, parts
+
+
+def _decode_samples(payload: bytes) -> tuple[Any, ...]:
+    n, cols, with_counts, parts = _layout(payload)
+    decoded = [_decode(enc, buf, n, ints=not i) for i, (enc, buf) in enumerate(parts)]
     steps = decoded[0]
     times = decoded[1]
     i = 2
@@ -343,6 +417,58 @@ def _decode_samples(payload: bytes) -> tuple[Any, ...]:
     return steps, times, tables, counts, lows, highs
 
 
+def _decode_into(enc: str, buf: memoryview, n: int, out: NDArray[Any], scratch: NDArray[np.int64]) -> None:
+    """``_decode`` written into ``out`` (int64 steps or float64 values): the same values,
+    one pass fewer and no array of its own (``scratch``: int64 room for ``n`` values)."""
+    if enc == "f":
+        out[:] = _decode(enc, buf, n, ints=out.dtype == np.int64)
+        return
+    if out.dtype == np.int64:
+        _, first = _integers(enc, buf, n, out)
+        out += first
+        return
+    acc = scratch[:n]
+    kind, first = _integers(enc, buf, n, acc)
+    if kind == "u":
+        acc += first
+        np.divide(acc, 1e6, out=out)
+    else:
+        np.add(acc, np.int64(first), out=out)  # the int64 sum, then float64: as _decode
+
+
+def _records(fh: Any, size: int, where: str) -> Iterator[tuple[int, int, int, bytes, zlib.error | None]]:
+    """(index, byte offset, kind, payload, inflate error) of each record, checked and
+    inflated, in order. A torn end (the writer was killed: a cut header or payload, or a
+    last record that fails its checksum) ends the records quietly; other damage raises
+    here, naming the record; an inflate error is handed on, to be named with the record."""
+    offset = len(SIGNATURE)
+    index = 0
+    while offset < size:
+        head = fh.read(_HEADER.size)
+        if len(head) < _HEADER.size:
+            return  # torn header
+        kind, flags, _, length, crc = _HEADER.unpack(head)
+        if kind not in _KINDS or length > _MAX_RECORD:
+            raise TraceError(f"trace file {where!r} record {index} at byte {offset}: not a record (corrupt file)")
+        payload = fh.read(length)
+        if len(payload) < length:
+            return  # torn payload
+        end = offset + _HEADER.size + length
+        if zlib.crc32(payload, zlib.crc32(head[:8])) != crc:
+            if end >= size:
+                return  # the last record was cut short
+            raise TraceError(f"trace file {where!r} record {index} at byte {offset}: checksum mismatch (corrupt)")
+        error = None
+        if flags & _COMPRESSED:
+            try:
+                payload = zlib.decompress(payload)
+            except zlib.error as exc:
+                error = exc
+        yield index, offset, kind, payload, error
+        offset = end
+        index += 1
+
+
 def load_blocks(path: Path, *, bounded: bool = True) -> Trace:
     where = str(path)
     try:
@@ -352,39 +478,24 @@ def load_blocks(path: Path, *, bounded: bool = True) -> Trace:
     with fh:
         size = os.fstat(fh.fileno()).st_size
         fh.read(len(SIGNATURE))
-        offset = len(SIGNATURE)
         trace: Trace | None = None
-        index = 0
-        pending: list[tuple[Any, Any, Any]] = []
-        while offset < size:
-            head = fh.read(_HEADER.size)
-            if len(head) < _HEADER.size:
-                break  # torn header: the writer was killed
-            kind, flags, _, length, crc = _HEADER.unpack(head)
-            if kind not in _KINDS or length > _MAX_RECORD:
-                raise TraceError(f"trace file {where!r} record {index} at byte {offset}: not a record (corrupt file)")
-            payload = fh.read(length)
-            end = offset + _HEADER.size + length
-            if len(payload) < length:
-                break  # torn payload
-            if zlib.crc32(payload, zlib.crc32(head[:8])) != crc:
-                if end >= size:
-                    break  # the last record was cut short
-                raise TraceError(f"trace file {where!r} record {index} at byte {offset}: checksum mismatch (corrupt)")
+        batch: _Batch | None = None
+        for index, offset, kind, payload, error in _records(fh, size, where):
             try:
-                if flags & _COMPRESSED:
-                    payload = zlib.decompress(payload)
+                if error is not None:
+                    raise error
                 if kind == ord("S"):
                     if trace is None:
                         raise _Bad("samples before the meta record")
-                    steps, times, tables, counts, lows, highs = _decode_samples(payload)
-                    if counts is not None:
-                        _flush_pending(trace, pending)
+                    if batch is None:
+                        batch = _Batch(trace)
+                    n, cols, with_counts, parts = _layout(payload)
+                    if with_counts:
+                        batch.close()
+                        steps, times, tables, counts, lows, highs = _decode_samples(payload)
                         trace.extend(steps, times, tables, counts=counts, lows=lows, highs=highs)
                     else:
-                        pending.append((steps, times, tables))
-                        if sum(len(p[0]) for p in pending) >= _BATCH:
-                            _flush_pending(trace, pending)
+                        batch.add(n, cols, parts)
                 else:
                     rec = json.loads(payload.decode("utf-8"))
                     if not isinstance(rec, dict):
@@ -423,36 +534,101 @@ def load_blocks(path: Path, *, bounded: bool = True) -> Trace:
                 raise
             except (_Bad, ValueError, KeyError, TypeError, IndexError, struct.error, zlib.error, OverflowError) as exc:
                 raise TraceError(f"trace file {where!r} record {index} at byte {offset}: {exc}"[:400]) from None
-            offset = end
-            index += 1
     if trace is None:
         raise TraceError(f"trace file {where!r} has no meta record (empty or cut before it)")
-    _flush_pending(trace, pending)
+    if batch is not None:
+        batch.close()
     return trace
 
 
 #: Rows decoded before they are handed to the trace at once (fewer, larger folds).
-_BATCH = 1 << 19
+_BATCH = 1 << 18
 
 
-def _flush_pending(trace: Trace, pending: list[tuple[Any, Any, Any]]) -> None:
-    if not pending:
-        return
-    if len(pending) == 1:
-        steps, times, tables = pending[0]
-    else:
-        steps = np.concatenate([p[0] for p in pending])
-        times = np.concatenate([p[1] for p in pending])
-        names = {t: list(dict.fromkeys(k for p in pending for k in p[2][t])) for t in TABLES}
-        tables = {
-            t: {
-                k: np.concatenate([p[2][t][k] if k in p[2][t] else np.full(len(p[0]), np.nan) for p in pending])
-                for k in names[t]
-            }
-            for t in TABLES
-        }
-    pending.clear()
-    trace.extend(steps, times, tables)
+class _Batch:
+    """Decoded samples gathered in one buffer per column, folded into a bounded trace
+    straight from there (``Trace._fold_leading``): each value is copied once between
+    decoding and folding. The rows not yet folded stay and move to the buffer's front."""
+
+    def __init__(self, trace: Trace) -> None:
+        self.trace = trace
+        self.capacity = _BATCH
+        self.fill = 0
+        self.steps = np.empty(self.capacity, dtype=np.int64)
+        self.times = np.empty(self.capacity)
+        self.tables: dict[str, dict[str, NDArray[np.float64]]] = {t: {} for t in TABLES}
+        self.scratch = np.empty(BLOCK_ROWS, dtype=np.int64)
+
+    def _grow(self, need: int) -> None:
+        capacity = max(need, 2 * self.capacity)
+
+        def grown(a: NDArray[Any]) -> NDArray[Any]:
+            out = np.empty(capacity, dtype=a.dtype)
+            out[: self.fill] = a[: self.fill]
+            return out
+
+        self.steps, self.times = grown(self.steps), grown(self.times)
+        self.tables = {t: {k: grown(v) for k, v in cols.items()} for t, cols in self.tables.items()}
+        self.capacity = capacity
+
+    def add(self, k: int, cols: list[list[str]], parts: list[tuple[str, memoryview]]) -> None:
+        """Decode one samples block (no counts) into the buffers."""
+        if self.fill + k > self.capacity:
+            self.drain()
+            trace = self.trace
+            # room for what the trace folds at once (its exact rows plus one fold) and this block
+            need = self.fill + k + (trace._exact + max(trace._exact, trace._block) if trace.bounded else 0)
+            if need > self.capacity:
+                self._grow(need)
+        if len(self.scratch) < k:
+            self.scratch = np.empty(k, dtype=np.int64)
+        a, b = self.fill, self.fill + k
+        _decode_into(parts[0][0], parts[0][1], k, self.steps[a:b], self.scratch)
+        _decode_into(parts[1][0], parts[1][1], k, self.times[a:b], self.scratch)
+        for (table, name), (enc, buf) in zip(cols, parts[2:], strict=True):
+            mine = self.tables[table]
+            col = mine.get(name)
+            if col is None:
+                col = mine[name] = np.empty(self.capacity)
+                col[:a] = math.nan
+            _decode_into(enc, buf, k, col[a:b], self.scratch)
+        given = {(t, name) for t, name in cols}
+        if len(given) != sum(len(t) for t in self.tables.values()):  # columns this block lacks: NaN
+            for table, mine in self.tables.items():
+                for name, col in mine.items():
+                    if (table, name) not in given:
+                        col[a:b] = math.nan
+        self.fill = b
+
+    def _view(self, a: int, b: int) -> tuple[NDArray[Any], NDArray[Any], dict[str, dict[str, NDArray[Any]]]]:
+        tables = {t: {k: v[a:b] for k, v in cols.items()} for t, cols in self.tables.items()}
+        return self.steps[a:b], self.times[a:b], tables
+
+    def drain(self) -> None:
+        """Fold what the trace would fold by now; an unbounded trace takes everything."""
+        if not self.fill:
+            return
+        trace = self.trace
+        if not trace.bounded or len(trace._steps):  # unbounded, or exact rows there already
+            trace.extend(*self._view(0, self.fill))
+            self.fill = 0
+            return
+        done = trace._fold_leading(*self._view(0, self.fill))
+        if done:
+            rest = self.fill - done
+            self.steps[:rest] = self.steps[done : self.fill]
+            self.times[:rest] = self.times[done : self.fill]
+            for cols in self.tables.values():
+                for col in cols.values():
+                    col[:rest] = col[done : self.fill]
+            self.fill = rest
+
+    def close(self) -> None:
+        """Hand every row over (before decimated rows, an event's end, or the file's end)."""
+        self.drain()
+        if self.fill:
+            self.trace.extend(*self._view(0, self.fill))
+        self.fill = 0
 
 
 def bytes_per_sample(path: str | os.PathLike[str]) -> float:

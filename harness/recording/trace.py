@@ -226,6 +226,28 @@ class Trace:
         self._total += k
         self._view = None
 
+    def _fold_leading(self, steps: I64, times: F64, tables: Mapping[str, Mapping[str, F64]]) -> int:
+        """Fold the leading rows of these arrays into the history, as appending them one by
+        one would, and return how many were folded (a loader keeps the rest, then appends
+        them): no copy of the arrays. Only while the trace holds no exact rows."""
+        if not self.bounded or len(self._steps):
+            return 0
+        total = len(steps)
+        pos = 0
+        while True:
+            self._make_room()
+            rows = max(self._exact, self._block)
+            if total - pos < self._exact + rows:
+                return pos
+            self._fold_arrays(
+                steps[pos : pos + rows],
+                times[pos : pos + rows],
+                {t: {key: v[pos : pos + rows] for key, v in cols.items()} for t, cols in tables.items()},
+            )
+            self._total += rows
+            self._view = None
+            pos += rows
+
     def add_event(self, event: Event) -> bool:
         """Add ``event`` unless one of that name exists (the first mark wins)."""
         if event.name in self._event_names:
@@ -618,11 +640,15 @@ def _row_medians(block: NDArray[Any]) -> F64:
 
 def _block_stats(block: F64) -> tuple[F64, F64, F64]:
     """Per-row median, minimum, maximum of a (blocks × samples) array, NaNs ignored."""
-    if not np.isnan(block).any():
-        lo, hi = block.min(axis=1), block.max(axis=1)
+    lo, hi = block.min(axis=1), block.max(axis=1)
+    if not np.isnan(lo).any():  # a row's minimum is NaN exactly when the row holds a NaN
         if bool(np.all(lo == hi)):  # flat blocks (RSS in pages, constant accounting)
             return lo.copy(), lo, hi
-        return _row_medians(block), lo, hi
+        if bool(np.all(block[:, 0] == lo)) and bool(np.all(block[:, -1] == hi)):
+            return _row_medians(block), lo, hi  # perhaps sorted rows (a filling buffer): checked there
+        k = block.shape[1]
+        ordered = np.sort(block, axis=1)
+        return (ordered[:, (k - 1) // 2] + ordered[:, k // 2]) / 2.0, lo, hi
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN blocks are NaN, as meant
         return np.nanmedian(block, axis=1), np.nanmin(block, axis=1), np.nanmax(block, axis=1)

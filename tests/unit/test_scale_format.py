@@ -238,3 +238,81 @@ def test_fuzzed_block_files_load_or_raise_a_trace_error(tmp_path, block_file, da
     else:
         assert len(trace) <= 64
         trace.summary()
+
+
+# -- compact encodings and the loader's folding -------------------------------------------
+
+
+def test_the_compact_encodings_hold_the_exact_values_in_fewer_bytes():
+    from harness.recording.blocks import _decode, _encode, _size
+
+    rng = np.random.default_rng(5)
+    n = 1_000
+    pages = 5e8 + np.cumsum(rng.integers(-20, 21, n)) * 4096.0  # RSS moves in pages
+    chunks = 3e8 + np.cumsum(rng.integers(-900, 900, n)) * 16.0  # the allocator in 16-byte chunks
+    cases = {
+        "dc": np.arange(n) * 32.0 + 7,  # steps at a fixed stride
+        "d1x4096": pages,
+        "d2x16": chunks,
+        "d1": np.cumsum(rng.integers(-100, 100, n)).astype(float),  # no common divisor
+        "f": rng.normal(0, 1, n),
+    }
+    for want, values in cases.items():
+        enc, data = _encode(values)
+        assert enc == want, (want, enc)
+        assert len(data) == _size(enc, n)
+        assert np.array_equal(_decode(enc, data, n), values), want
+    assert _size("dc", n) == 16 and _size("d1x4096", n) == 8 + n  # 1 byte a page-quantised sample
+    # one row, a constant column, negative steps, times in microseconds
+    for values, micro in (([42.0], False), ([1e8] * 7, False), ([-4096.0 * k for k in range(9)], False)):
+        enc, data = _encode(np.array(values), micro=micro)
+        assert enc in ("dc", "uc") and np.array_equal(_decode(enc, data, len(values)), values)
+    times = np.arange(50) * 1e-3 + rng.uniform(0, 2e-5, 50)
+    enc, data = _encode(times, micro=True)
+    assert enc.startswith("u") and np.allclose(_decode(enc, data, 50), times, atol=1e-6)
+
+
+def test_unknown_encodings_are_named():
+    from harness.recording.blocks import _parse
+
+    for bad in ("d3", "q1", "dx", "d1x", "d1x-4", "d1x0", "uc2"):
+        with pytest.raises(ValueError, match="unknown encoding"):
+            _parse(bad)
+
+
+def test_loading_a_long_file_folds_as_appending_does(tmp_path):
+    """The loader folds straight from its decode buffers; the trace must be what appending
+    the same rows (in any chunks) builds: same rows, counts, medians and extremes."""
+    rng = np.random.default_rng(9)
+    n = 300_000
+    steps = np.cumsum(rng.integers(1, 20, n))
+    rss = np.floor((4e8 + steps * 2.0 + rng.normal(0, 3e5, n)) / 4096) * 4096
+    alloc = 2e8 + steps * 1.5 + rng.normal(0, 1e4, n)
+    alloc[rng.integers(0, n, 300)] = np.nan
+    path = tmp_path / "long.htrace"
+    reference = Trace("long")
+    with BlockTraceWriter(path, "long") as w:
+        for a in range(0, n, 7_000):  # the writer's blocks and the reference's chunks differ
+            b = min(n, a + 7_000)
+            tables = {"v": {"rss": rss[a:b], "allocated": alloc[a:b]}}
+            if a >= 150_000:  # a column that appears midway
+                tables["a"] = {"buffer": np.full(b - a, 1e7)}
+            for i in range(a, b):
+                w.sample(
+                    int(steps[i]),
+                    i * 1e-3,
+                    {k: float(v[i - a]) for k, v in tables["v"].items()},
+                    {k: float(v[i - a]) for k, v in tables.get("a", {}).items()},
+                )
+            reference.extend(steps[a:b], np.arange(a, b) * 1e-3, tables)
+    loaded = Trace.load(path)
+    assert loaded.decimated and loaded.samples == reference.samples == n
+    got, want = loaded._materialise(), reference._materialise()
+    assert np.array_equal(got.steps, want.steps) and np.array_equal(got.counts, want.counts)
+    assert np.allclose(got.times, want.times, rtol=0, atol=1e-6)  # times are stored in microseconds
+    for group in ("tables", "lows", "highs"):
+        for table in ("v", "a"):
+            a_cols, b_cols = getattr(got, group)[table], getattr(want, group)[table]
+            assert list(a_cols) == list(b_cols)
+            for name in a_cols:
+                assert _same(a_cols[name], b_cols[name]), (group, name)
