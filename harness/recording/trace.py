@@ -925,6 +925,11 @@ def _load_jsonl(path: Path, *, bounded: bool) -> Trace:
         except _Bad as exc:
             raise TraceError(f"trace file {where!r} line {lineno}: {exc}") from None
     if trace is None:
+        if text.strip():  # one line and no newline: a torn header, or not a trace at all
+            raise TraceError(
+                f"trace file {where!r} holds no complete record ({len(text):,} characters on one unfinished "
+                f"line, starting {text[:40]!r}): not a harness trace, or one cut before its header was written"
+            )
         raise TraceError(f"trace file {where!r} is empty")
     flush()
     return trace

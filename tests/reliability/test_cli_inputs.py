@@ -193,3 +193,23 @@ def test_an_all_nan_signal_renders_as_a_page_not_a_traceback(tmp_path):
     assert code in (0, 2), err
     if code == 2:
         assert err.count("\n") == 1
+
+
+@pytest.mark.parametrize(
+    ("content", "says"),
+    [
+        (b"", "is empty"),
+        (b"hello", "holds no complete record (5 characters on one unfinished line, starting 'hello')"),
+        (b"HTRACE\x00\x01garbage", "holds no complete record (15 characters"),
+        (b"hello world\n", "line 1: not JSON"),
+        (b'{"step": 1}\n\xff\xfe', "line 2: not UTF-8 text"),
+    ],
+    ids=["empty", "one-unfinished-line", "binary-one-line", "one-text-line", "bad-byte"],
+)
+def test_a_garbage_file_is_named_for_what_it_is_in_one_line(tmp_path, content, says):
+    path = tmp_path / "garbage.trace"
+    path.write_bytes(content)
+    for command in ("check", "diagnose", "report"):
+        code, out, err = run_cli([command, str(path)])
+        assert code == 2, (command, out, err)
+        assert says in err and err.count("\n") <= 1, (command, err)
