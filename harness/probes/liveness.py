@@ -538,7 +538,7 @@ def _where_defined(obj: object) -> str:
 
 
 def find_outside_holder(
-    target: object, *, skip: Iterable[int] = (), max_depth: int = 12, time_budget_s: float = 5.0
+    target: object, *, skip: Iterable[int] = (), max_depth: int = 12, time_budget_s: float = 20.0
 ) -> tuple[Chain | None, str]:
     """For a survivor no root reaches: the nearest object above it (following what holds
     what, backwards) with references no Python object accounts for, and the chain from it.
@@ -547,7 +547,9 @@ def find_outside_holder(
     see") and the note says what such a holder usually is (an atexit registration, a torch
     hook dict, a C extension's registry); (None, "") when none is found. ``skip`` are ids
     of the caller's own containers that hold the target. The target's own count is not
-    judged: its callers hold it in local variables, which gc does not see either.
+    judged: its callers hold it in local variables, which gc does not see either. It runs
+    only for a survivor no root reaches, so its budget is generous (wall-clock: under
+    ``pytest -n 2`` on two loaded cores a 5 s budget cut the walk short).
     """
     if not hasattr(sys, "getrefcount"):  # pragma: no cover - not CPython
         return None, ""

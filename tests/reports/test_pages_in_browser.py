@@ -80,7 +80,8 @@ def test_a_failing_growth_page_shows_the_verdict_first_with_its_limit_and_window
     )
     # The regression against last night first, then the verdict of the check itself.
     assert facts["badges"][:3] == ["failed", "REGRESSED", "FAIL"]
-    assert re.search(r"FAIL .*grows 45\.0 MB per 1k steps after 'full'", facts["verdict"])
+    # 45 KB a step of bytearrays, plus the small objects that keep them (pymalloc): 45.0–45.2 MB/1k
+    assert re.search(r"FAIL .*grows 45\.[0-2] MB per 1k steps after 'full'", facts["verdict"])
     assert facts["limit_lines"] == 1
     for words in (
         "step",
