@@ -113,10 +113,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    from harness.plugin.session import LeakSession
-
     for text in MARKERS.values():
         config.addinivalue_line("markers", text)
+    if config.getoption("help", False) or config.getoption("version", False):
+        return  # nothing will run: a project that merely has the plugin pays for no session
+    from harness.plugin.session import LeakSession
+
     try:
         settings = resolve(
             cli=lambda dest: config.getoption(dest, None),
