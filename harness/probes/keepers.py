@@ -250,7 +250,8 @@ Store = tuple[str, int, str, str, bool]  # file, line, function, code, passes an
 
 
 @functools.lru_cache(maxsize=256)
-def _tree(filename: str) -> ast.Module | None:
+def parse_source(filename: str) -> ast.Module | None:
+    """The parsed source of a file (None when it has none or does not parse), cached."""
     source = "".join(linecache.getlines(filename))
     if not source:
         return None
@@ -297,7 +298,7 @@ def _own_nodes(scope: ast.AST) -> Iterator[ast.AST]:
 
 def _stores(ref: _Ref, files: Iterable[str]) -> Iterator[Store]:
     for filename in files:
-        tree = _tree(filename)
+        tree = parse_source(filename)
         if tree is None:
             continue
         for function, scope in _functions(tree):

@@ -50,7 +50,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.analysis.growth import Site
-from harness.probes.keepers import Keeper, Namer
+from harness.probes.keepers import Keeper, Namer, parse_source
 from harness.probes.paths import short_path
 
 #: memray allocator kinds that free (PYMALLOC_FREE, FREE, MUNMAP).
@@ -397,15 +397,7 @@ def _builds_self(stmt: ast.stmt) -> bool:
     return False
 
 
-@lru_cache(maxsize=256)
-def _parse(filename: str) -> ast.Module | None:
-    source = "".join(linecache.getlines(filename))
-    if not source:
-        return None
-    try:
-        return ast.parse(source)
-    except (SyntaxError, ValueError):
-        return None
+_parse = parse_source  # one cache of parsed user files for both modules
 
 
 def _innermost_function(tree: ast.AST, line: int) -> ast.FunctionDef | ast.AsyncFunctionDef | None:
