@@ -166,10 +166,10 @@ class _PymallocBytes:
         return int(value.replace(b",", b"").strip())
 
 
-#: pymalloc's figure costs ~90 µs (mallinfo2 ~2 µs), so it is read at most this share of
-#: the time (every ~5 ms) and carried forward between reads: a loop of 20 µs steps keeps a
+#: pymalloc's figure costs 35–90 µs (mallinfo2 ~2 µs), so it is read at most this share of
+#: the time (every ~3.5–9 ms) and carried forward between reads: a loop of 20 µs steps keeps a
 #: sample every few steps, and a leak of small objects is still seen as a slope.
-PYMALLOC_SHARE = 0.02
+PYMALLOC_SHARE = 0.01
 
 
 class AllocatedProbe:
@@ -184,8 +184,8 @@ class AllocatedProbe:
 
     Cost: mallinfo2 is ~1.7 µs on a fresh heap (DESIGN.md) but walks every free chunk of
     every arena: 15 ms on a heap left fragmented by tracemalloc in a torch process
-    (measured); pymalloc's figure ~90 µs, so it is refreshed at most every ~5 ms (2% of the
-    time) and carried forward between reads. The recorder's time budget spaces samples by
+    (measured); pymalloc's figure 35–90 µs, so it is refreshed on 1% of the time
+    (every 3.5–9 ms) and carried forward between reads. The recorder's time budget spaces samples by
     what they cost. ``available`` is False (and ``why`` says so) where there is no mallinfo2,
     and the recorder notes that in the trace instead of a column; ``note`` says what is
     counted where pymalloc's figure cannot be read.
