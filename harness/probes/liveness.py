@@ -374,7 +374,7 @@ def _module_roots() -> Iterator[tuple[object, str]]:
 def find_chains(
     targets: list[object],
     *,
-    max_depth: int = 20,
+    max_depth: int = 1_000,
     max_objects: int = 2_000_000,
     time_budget_s: float = 10.0,
     roots: Iterable[tuple[object, str]] | None = None,
@@ -384,6 +384,11 @@ def find_chains(
     The roots are the locals of running frames, then module globals; ``roots`` (object,
     label) pairs replace them. Returns the chains and a note on how the search ended
     ("complete", or which cap hit).
+
+    The walk is bounded by objects and time, not by depth: a long-lived process (a pytest
+    worker 400 tests in) holds chains deeper than 20 hops from a root, and a search cut at
+    depth 20 there was incomplete, so a survivor held from outside Python's view was never
+    searched for its holder. Everything reachable there (~200,000 objects) takes ~1.6 s.
     """
     target_index = {id(t): i for i, t in enumerate(targets)}
     target_ranges = [(r[0], r[1], i) for i, t in enumerate(targets) if (r := _memory_range(t)) is not None]
