@@ -2,7 +2,7 @@
 
 - ``test_page``: one test's verdict.json and report.html;
 - ``index``: reports/index.html (the run and its history);
-- ``plots``: matplotlib SVG (imported only when a page is written);
+- ``plots``: the pages' static SVG plots, drawn by ``svgplot``;
 - ``history``, ``storage``, ``compare``, ``trend``: runs over time.
 """
 

@@ -1,33 +1,28 @@
-"""Plots of the reports: static SVG from matplotlib, inlined into the page.
+"""Plots of the reports: static SVG, drawn by ``svgplot`` and inlined into the page.
 
-Why matplotlib and not a JavaScript chart library: a report is opened from a CI artifact,
+Why static SVG and not a JavaScript chart library: a report is opened from a CI artifact,
 often offline and sometimes years later; a static SVG needs no script, no network and no
-library version to render, prints, and diffs as text. matplotlib is imported here only,
-and only when a page is written (``pytest --help`` and a run with ``--leak-reports=no``
-never load it). Text stays text in the SVG (``svg.fonttype: none``), so the verdict,
-axis titles and legend are searchable and the limit line can be found by its id.
+library version to render, prints, and diffs as text. Text stays text in the SVG, so the
+verdict, axis titles and legend are searchable and the limit line can be found by its id.
+Why not matplotlib (round 1 drew them with it): its import and SVG backend cost ~0.85 s a
+page, most of ``harness report`` on a million samples; ``svgplot`` draws a page in
+milliseconds.
 
-Sparklines in the index are a single 120×24 polyline with no axes: drawn directly, since a
-matplotlib figure per row would cost the index ~50 ms a test for one line of pixels.
+Sparklines in the index are a single 120×24 polyline with no axes.
 """
 
 from __future__ import annotations
 
-import io
 import itertools
 import math
-import re
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from harness import signals
+from harness.reports.svgplot import Axes, Figure
 from harness.units import format_rate, format_rate_short, format_size, format_step
 
 if TYPE_CHECKING:
-    from matplotlib.axes import Axes
-    from matplotlib.figure import Figure
-
     from harness.recording.trace import Trace
 
 #: Points per plotted line: buckets of a long trace keep their min/max as a band.
@@ -41,67 +36,6 @@ FIT_COLOUR = "#111111"
 EVENT_COLOUR = "#e67e00"
 WINDOW_COLOUR = "#dde7f5"
 BUDGET_COLOUR = "#7b1fa2"
-
-
-@contextmanager
-def _style(salt: str) -> Iterator[None]:
-    import matplotlib
-
-    with matplotlib.rc_context(
-        {
-            "svg.fonttype": "none",  # text stays <text>: searchable, and the browser's font
-            "svg.hashsalt": salt,  # stable ids, distinct between the figures of one page
-            "font.size": 9,
-            "font.family": "sans-serif",
-            "font.sans-serif": ["DejaVu Sans"],  # bundled with matplotlib: the layout's metrics
-            "axes.spines.top": False,
-            "axes.spines.right": False,
-            "axes.grid": True,
-            "grid.color": "#e6e6e6",
-            "grid.linewidth": 0.6,
-            "axes.titlesize": 9.5,
-            "axes.titleweight": "bold",
-            "axes.titlelocation": "left",
-            "legend.fontsize": 8,
-            "legend.framealpha": 0.92,
-        }
-    ):
-        yield
-
-
-def _figure(width: float, height: float, bottom: float = 0.45, top: float = 0.3) -> Figure:
-    """A figure with fixed margins in inches: constrained layout measured every tick label
-    twice and cost ~40% of a page here."""
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(width, height))
-    fig.subplots_adjust(
-        left=0.85 / width, right=1 - 0.15 / width, bottom=bottom / height, top=1 - top / height, hspace=0.42, wspace=0.3
-    )
-    return fig
-
-
-def _svg(fig: Figure, title: str) -> str:
-    buf = io.StringIO()
-    fig.savefig(buf, format="svg", metadata={"Date": None, "Title": title})
-    text = buf.getvalue()
-    start = text.find("<svg")
-    svg = text[start:] if start >= 0 else text
-    # The browser draws the text: fall back to a near-metric font where DejaVu is missing.
-    svg = svg.replace(
-        "font-family: 'DejaVu Sans', sans-serif", "font-family: 'DejaVu Sans', Verdana, Arial, sans-serif"
-    )
-    # Scale with the page: keep the viewBox, let CSS set the size.
-    # Scale down with the page, never up past the drawn size (a one-panel figure would
-    # otherwise blow its text up to the page's width).
-    natural = round(fig.get_figwidth() * 96)
-    svg = re.sub(
-        r'<svg([^>]*?) width="[^"]*" height="[^"]*"',
-        rf'<svg\1 class="plot" role="img" style="max-width:{natural}px"',
-        svg,
-        count=1,
-    )
-    return svg
 
 
 def scale(vmax: float) -> tuple[float, str]:
@@ -155,14 +89,12 @@ def _panel(
     """Draw one signal; returns its (low, high) in plotted units, or None when empty."""
     data = _series(trace, name)
     if data is None:
-        ax.text(0.5, 0.5, f"no finite samples of {name}", transform=ax.transAxes, ha="center", color="#777")
+        ax.text(0.5, 0.5, f"no finite samples of {name}", ha="center", color="#777")
         return None
     x, y, lo, hi = data
     colour = signals.colour(name)
     if (hi > lo).any():
-        ax.fill_between(
-            x, lo / div, hi / div, color=colour, alpha=0.18, linewidth=0, label="min–max within each plotted point"
-        )
+        ax.fill_between(x, lo / div, hi / div, color=colour, alpha=0.18, label="min–max within each plotted point")
     ax.plot(x, y / div, color=colour, linewidth=1.2, label=signals.words(name, accounting))
     ax.set_ylabel(axis_title(name, unit))
     ax.set_title(signals.words(name, accounting))
@@ -173,26 +105,15 @@ def _events(ax: Axes, trace: Trace, label: bool) -> None:
     for ev in trace.events:
         ax.axvline(ev.step, color=EVENT_COLOUR, linestyle="--", linewidth=1.1)
         if label:
-            ax.annotate(
+            ax.text(
+                ev.step,
+                1.0,
                 f"{ev.name} (step {format_step(ev.step)})",
-                xy=(ev.step, 1.0),
-                xycoords=("data", "axes fraction"),
-                xytext=(3, -10),
-                textcoords="offset points",
+                coords=("data", "axes"),
+                offset=(3, -10),
                 color=EVENT_COLOUR,
                 fontsize=8,
             )
-
-
-def _step_axis(ax: Axes) -> None:
-    from matplotlib.ticker import FuncFormatter, MaxNLocator
-
-    ax.xaxis.set_major_locator(MaxNLocator(nbins=8, integer=True))
-    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:,.0f}"))
-
-
-def _plain_y(ax: Axes) -> None:
-    ax.ticklabel_format(axis="y", style="plain", useOffset=False)
 
 
 def _zoom(ax: Axes, low: float, high: float) -> None:
@@ -215,20 +136,21 @@ def growth_svg(trace: Trace, record: Mapping[str, Any], salt: str = "") -> str:
     start, end = (float(v) for v in record["window"])
     fits = _window_fits(record)
     heights = [2.3] + [1.0] * (len(names) - 1)
-    with _style(f"{salt}-growth"):
-        fig = _figure(10.5, 2.9 + 1.35 * (len(names) - 1))
-        axes = fig.subplots(len(names), 1, sharex=True, height_ratios=heights, squeeze=False)[:, 0]
-        x_right = float(trace.steps[-1]) if len(trace) else end
-        for i, (ax, name) in enumerate(zip(axes, names, strict=True)):
-            x_right = _growth_panel(ax, trace, name, record, fits, first=i == 0, x_right=x_right)
-        rising = float(record["slope_bytes_per_step"]) >= 0
+    fig = Figure(10.5, 2.9 + 1.35 * (len(names) - 1))
+    axes = fig.rows(len(names), heights)
+    x_right = float(trace.steps[-1]) if len(trace) else end
+    for i, (ax, name) in enumerate(zip(axes, names, strict=True)):
+        x_right = _growth_panel(ax, trace, name, record, fits, first=i == 0, x_right=x_right)
+    rising = float(record["slope_bytes_per_step"]) >= 0
+    if axes[0].legend_spec is None:
         axes[0].legend(loc="lower right" if rising else "upper right", ncols=2)
-        axes[-1].set_xlabel("step")
-        _step_axis(axes[-1])
-        axes[-1].set_xlim(float(trace.steps[0]) if len(trace) else start, x_right)
-        for ax in axes[:-1]:
-            ax.tick_params(labelbottom=False)
-        return _svg(fig, f"{record.get('signal_words', judged)} against step")
+    axes[-1].set_xlabel("step")
+    for ax in axes:
+        ax.step_axis()
+    axes[-1].set_xlim(float(trace.steps[0]) if len(trace) else start, x_right)
+    for ax in axes[:-1]:
+        ax.hide_x_tick_labels()
+    return fig.svg(f"{record.get('signal_words', judged)} against step", f"{salt}-growth")
 
 
 def _window_fits(record: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
@@ -257,9 +179,8 @@ def _growth_panel(
     finite = values[~_isnan(values)]
     div, unit = scale(float(abs(finite).max()) if len(finite) else 1.0)
     extent = _panel(ax, trace, name, div, unit, " + ".join(trace.accounting_names()))
-    ax.axvspan(start, end, color=WINDOW_COLOUR, alpha=0.55, linewidth=0, zorder=0)
+    ax.axvspan(start, end, color=WINDOW_COLOUR, alpha=0.55)
     _events(ax, trace, label=first)
-    _plain_y(ax)
     if extent is None:
         return x_right
     low, high = extent
@@ -289,28 +210,27 @@ def _judged_fit(
         color=FIT_COLOUR,
         linewidth=1.6,
         label=f"fit {format_rate(slope)} (interval {format_rate_short(lo_i)}–{format_rate(hi_i)})",
-        gid="fit-line",
         zorder=1.5,  # under the data: where they coincide, the data shows
         alpha=0.85,
     )
     limit = float(record["limit_bytes_per_step"])
     limit_end = f0 + limit * (end - start) / div
-    (limit_line,) = ax.plot(
+    ax.plot(
         [start, end],
         [f0, limit_end],
         color=LIMIT_COLOUR,
-        linestyle=(0, (6, 3)),
+        linestyle=(6.0, 3.0),
         linewidth=1.6,
         label=f"limit {record.get('limit_text', format_rate(limit))} from the window start",
+        gid="limit-line",
     )
-    limit_line.set_gid("limit-line")
     low, high = min(low, f0, f1), max(high, f0, f1)
-    ax.annotate(
+    ax.text(
+        start,
+        1.0,
         f"analysis window: steps {format_step(start)}–{format_step(end)}",
-        xy=(start, 1.0),
-        xycoords=("data", "axes fraction"),
-        xytext=(4, -22),
-        textcoords="offset points",
+        coords=("data", "axes"),
+        offset=(4, -22),
         fontsize=8,
         color="#34558b",
     )
@@ -330,7 +250,6 @@ def _related_fit(ax: Axes, fit: Mapping[str, Any], start: float, end: float, div
         0.995,
         0.04,
         f"{format_rate(float(fit['slope']))} in the window",
-        transform=ax.transAxes,
         ha="right",
         fontsize=8,
         color="#333",
@@ -384,12 +303,12 @@ def _projection(
             label=f"projection: {format_size(budget)} at step {format_step(projected)}",
         )
         ax.axhline(budget / div, color=BUDGET_COLOUR, linewidth=0.9, linestyle="-.")
-        ax.annotate(
+        ax.text(
+            0.0,
+            budget / div,
             f"budget {format_size(budget)} ({record.get('budget_source') or 'budget'})",
-            xy=(0.0, budget / div),
-            xycoords=("axes fraction", "data"),
-            xytext=(4, -11),
-            textcoords="offset points",
+            coords=("axes", "data"),
+            offset=(4, -11),
             fontsize=8,
             color=BUDGET_COLOUR,
         )
@@ -399,7 +318,6 @@ def _projection(
         0.01,
         0.94 if slope >= 0 else 0.06,
         f"at this rate {format_size(budget)} is reached at step {format_step(projected)} (beyond this plot)",
-        transform=ax.transAxes,
         ha="left",
         va="top" if slope >= 0 else "bottom",
         fontsize=8,
@@ -414,23 +332,23 @@ def trace_svg(trace: Trace, salt: str = "") -> str:
     accounting = " + ".join(trace.accounting_names())
     if not names:
         return ""
-    with _style(f"{salt}-trace"):
-        fig = _figure(10.5, 1.2 + 1.5 * len(names))
-        axes = fig.subplots(len(names), 1, sharex=True, squeeze=False)[:, 0]
-        for i, (ax, name) in enumerate(zip(axes, names, strict=True)):
-            values = trace.signal(name)
-            finite = values[~_isnan(values)]
-            div, unit = scale(float(abs(finite).max()) if len(finite) else 1.0)
-            extent = _panel(ax, trace, name, div, unit, accounting)
-            _events(ax, trace, label=i == 0)
-            _plain_y(ax)
-            if extent is not None:
-                _zoom(ax, *extent)
-            if i < len(names) - 1:
-                ax.tick_params(labelbottom=False)
-        axes[-1].set_xlabel("step")
-        _step_axis(axes[-1])
-        return _svg(fig, f"{trace.name}: memory against step")
+    fig = Figure(10.5, 1.2 + 1.5 * len(names))
+    axes = fig.rows(len(names))
+    for i, (ax, name) in enumerate(zip(axes, names, strict=True)):
+        values = trace.signal(name)
+        finite = values[~_isnan(values)]
+        div, unit = scale(float(abs(finite).max()) if len(finite) else 1.0)
+        extent = _panel(ax, trace, name, div, unit, accounting)
+        _events(ax, trace, label=i == 0)
+        if extent is not None:
+            _zoom(ax, *extent)
+        ax.step_axis()
+        if i < len(names) - 1:
+            ax.hide_x_tick_labels()
+    if len(trace):
+        axes[-1].set_xlim(float(trace.steps[0]), float(trace.steps[-1]))
+    axes[-1].set_xlabel("step")
+    return fig.svg(f"{trace.name}: memory against step", f"{salt}-trace")
 
 
 def peak_svg(record: Mapping[str, Any], salt: str = "") -> str:
@@ -442,115 +360,103 @@ def peak_svg(record: Mapping[str, Any], salt: str = "") -> str:
     timeline = [(float(t), float(v)) for t, v in record.get("timeline") or ()]
     top = max(peak, baseline + limit, baseline + float(payload or 0))
     div, unit = scale(top)
-    with _style(f"{salt}-peak"):
-        fig = _figure(10.5, 3.4)
-        ax = fig.subplots()
-        duration = max(float(record.get("duration_s") or 0.0), timeline[-1][0] if timeline else 0.0, 1e-3)
-        if timeline:
-            ax.plot(
-                [t for t, _ in timeline],
-                [v / div for _, v in timeline],
-                color=signals.colour("rss"),
-                linewidth=1.3,
-                label="RSS during the block (sampled)",
-            )
-        ax.axhline(baseline / div, color="#555", linewidth=1.2, label=f"baseline {format_size(baseline)}")
-        if payload:
-            ax.axhline(
-                (baseline + float(payload)) / div,
-                color="#2e7d32",
-                linestyle="--",
-                linewidth=1.2,
-                label=f"baseline + payload {format_size(float(payload))}",
-            )
-        limit_line = ax.axhline(
-            (baseline + limit) / div,
-            color=LIMIT_COLOUR,
-            linestyle=(0, (6, 3)),
-            linewidth=1.6,
-            label=f"baseline + limit {record.get('limit_text', '')} ({format_size(limit)})",
+    fig = Figure(10.5, 3.4)
+    (ax,) = fig.rows(1)
+    duration = max(float(record.get("duration_s") or 0.0), timeline[-1][0] if timeline else 0.0, 1e-3)
+    if timeline:
+        ax.plot(
+            [t for t, _ in timeline],
+            [v / div for _, v in timeline],
+            color=signals.colour("rss"),
+            linewidth=1.3,
+            label="RSS during the block (sampled)",
         )
-        limit_line.set_gid("limit-line")
-        at = record.get("peak_at_s")
-        px = float(at) if at is not None else duration
-        colour = "#1a7f37" if record.get("passed") else "#cf222e"
-        ax.plot([px], [peak / div], marker="v", markersize=9, color=colour, linestyle="none")
-        ax.annotate(
-            f"peak {format_size(peak)}: {format_size(over)} over baseline",
-            xy=(px, peak / div),
-            xytext=(10, -14),
-            textcoords="offset points",
-            color=colour,
-            fontsize=9,
-            fontweight="bold",
+    ax.axhline(baseline / div, color="#555555", linewidth=1.2, label=f"baseline {format_size(baseline)}")
+    if payload:
+        ax.axhline(
+            (baseline + float(payload)) / div,
+            color="#2e7d32",
+            linestyle="--",
+            linewidth=1.2,
+            label=f"baseline + payload {format_size(float(payload))}",
         )
-        _zoom(ax, baseline / div, top / div)
-        ax.set_xlim(0, duration * 1.02)
-        ax.set_xlabel("seconds into the block")
-        ax.set_ylabel(f"RSS ({unit})")
-        ax.set_title("RSS during the block")
-        _plain_y(ax)
-        ax.legend(loc="center right")
-        return _svg(fig, "peak over baseline")
+    ax.axhline(
+        (baseline + limit) / div,
+        color=LIMIT_COLOUR,
+        linestyle=(6.0, 3.0),
+        linewidth=1.6,
+        label=f"baseline + limit {record.get('limit_text', '')} ({format_size(limit)})",
+        gid="limit-line",
+    )
+    at = record.get("peak_at_s")
+    px = float(at) if at is not None else duration
+    colour = "#1a7f37" if record.get("passed") else "#cf222e"
+    ax.plot([px], [peak / div], marker="v", markersize=9, color=colour, line=False, zorder=3)
+    ax.text(
+        px,
+        peak / div,
+        f"peak {format_size(peak)}: {format_size(over)} over baseline",
+        coords=("data", "data"),
+        offset=(10, -14),
+        color=colour,
+        bold=True,
+    )
+    _zoom(ax, baseline / div, top / div)
+    ax.set_xlim(0, duration * 1.02)
+    ax.set_xlabel("seconds into the block")
+    ax.set_ylabel(f"RSS ({unit})")
+    ax.set_title("RSS during the block")
+    ax.legend(loc="center right")
+    return fig.svg("peak over baseline", f"{salt}-peak")
 
 
 def trend_svg(test: str, runs: Sequence[tuple[str, Mapping[str, Any]]], salt: str = "") -> str:
     """One test across saved runs: slope with its interval, steady level, peak (those saved)."""
-    from matplotlib.ticker import FixedLocator
-
     present = [f for f in ("slope", "level", "peak") if any(isinstance(r.get(f), (int, float)) for _, r in runs)]
     if not present:
         return '<p class="muted">No figures saved for this test (a release check has none).</p>'
     labels = [name.lstrip("0") for name, _ in runs]
     xs = list(range(len(runs)))
-    with _style(f"{salt}-trend"):
-        fig = _figure(3.6 * len(present) + 0.3, 2.5, bottom=0.5)
-        axes = fig.subplots(1, len(present), squeeze=False)[0]
-        for ax, figure in zip(axes, present, strict=True):
-            points = [(x, f) for x, (_, f) in zip(xs, runs, strict=True) if isinstance(f.get(figure), (int, float))]
-            if figure == "slope":
-                per_k = [
-                    (
-                        x,
-                        float(f["slope"]) * 1e3,
-                        float(f.get("slope_low", f["slope"])) * 1e3,
-                        float(f.get("slope_high", f["slope"])) * 1e3,
-                    )
-                    for x, f in points
-                ]
-                div, unit = scale(max(max(abs(v) for _, v, _, _ in per_k), 1.0))
-                ax.errorbar(
-                    [x for x, *_ in per_k],
-                    [v / div for _, v, _, _ in per_k],
-                    yerr=[[(v - lo) / div for _, v, lo, _ in per_k], [(hi - v) / div for _, v, _, hi in per_k]],
-                    fmt="o-",
-                    color=signals.colour("rss"),
-                    ecolor="#9bb5d6",
-                    capsize=3,
-                    markersize=4,
-                    linewidth=1.2,
+    fig = Figure(3.6 * len(present) + 0.3, 2.5, bottom_in=0.5)
+    axes = fig.columns(len(present))
+    for ax, figure in zip(axes, present, strict=True):
+        points = [(x, f) for x, (_, f) in zip(xs, runs, strict=True) if isinstance(f.get(figure), (int, float))]
+        if figure == "slope":
+            per_k = [
+                (
+                    x,
+                    float(f["slope"]) * 1e3,
+                    float(f.get("slope_low", f["slope"])) * 1e3,
+                    float(f.get("slope_high", f["slope"])) * 1e3,
                 )
-                ax.set_ylabel(f"slope ({unit}/1k steps)")
-                ax.set_title("slope, with its interval")
-            else:
-                ys = [float(f[figure]) for _, f in points]
-                div, unit = scale(max(max(abs(v) for v in ys), 1.0))
-                ax.plot(
-                    [x for x, _ in points], [v / div for v in ys], "o-", color="#2e7d32", markersize=4, linewidth=1.2
-                )
-                ax.set_ylabel(f"{figure} ({unit})")
-                kind = str(points[-1][1].get("peak_kind", "")) if figure == "peak" else "steady, above start"
-                ax.set_title(f"{figure} ({kind})" if kind else figure)
-            _plain_y(ax)
-            ax.xaxis.set_major_locator(FixedLocator(xs))
-            ax.set_xticklabels(
-                [lab[:16] for lab in labels],
-                rotation=30 if len(xs) > 4 else 0,
-                ha="right" if len(xs) > 4 else "center",
-                fontsize=7,
+                for x, f in points
+            ]
+            div, unit = scale(max(max(abs(v) for _, v, _, _ in per_k), 1.0))
+            ax.errorbar(
+                [x for x, *_ in per_k],
+                [v / div for _, v, _, _ in per_k],
+                [(v - lo) / div for _, v, lo, _ in per_k],
+                [(hi - v) / div for _, v, _, hi in per_k],
+                color=signals.colour("rss"),
+                ecolor="#9bb5d6",
+                capsize=3,
+                markersize=4,
+                linewidth=1.2,
             )
-            ax.set_xlim(-0.4, len(xs) - 0.6)
-        return _svg(fig, f"{test} across saved runs")
+            ax.set_ylabel(f"slope ({unit}/1k steps)")
+            ax.set_title("slope, with its interval")
+        else:
+            ys = [float(f[figure]) for _, f in points]
+            div, unit = scale(max(max(abs(v) for v in ys), 1.0))
+            ax.plot(
+                [x for x, _ in points], [v / div for v in ys], color="#2e7d32", marker="o", markersize=4, linewidth=1.2
+            )
+            ax.set_ylabel(f"{figure} ({unit})")
+            kind = str(points[-1][1].get("peak_kind", "")) if figure == "peak" else "steady, above start"
+            ax.set_title(f"{figure} ({kind})" if kind else figure)
+        ax.set_xticks(xs, [lab[:16] for lab in labels], rotation=30 if len(xs) > 4 else 0)
+        ax.set_xlim(-0.4, len(xs) - 0.6)
+    return fig.svg(f"{test} across saved runs", f"{salt}-trend")
 
 
 def sparkline(values: Sequence[float], colour: str = "#1f77b4", width: int = 120, height: int = 24) -> str:

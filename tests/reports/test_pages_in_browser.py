@@ -14,7 +14,6 @@ from pathlib import Path
 import pytest
 
 pytest.importorskip("websocket", reason="the page checks drive Chromium with websocket-client")
-pytest.importorskip("matplotlib", reason="the pages draw their plots with matplotlib")
 
 from report_browser import CHROMIUM, Browser
 from report_demo import run_demo

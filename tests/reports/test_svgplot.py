@@ -1,0 +1,132 @@
+"""The reports' SVG layer: ticks a person can read, well-formed SVG whose marks land where
+the data says, ids unique on a page, and no matplotlib anywhere on the way."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+
+import numpy as np
+import pytest
+
+from harness.recording.trace import Event, Trace
+from harness.reports import plots
+from harness.reports.svgplot import Figure, nice_ticks, text_width, tick_label
+
+NS = {"s": "http://www.w3.org/2000/svg"}
+
+
+@pytest.mark.parametrize(
+    ("low", "high", "nbins", "integer", "expected"),
+    [
+        (27.0, 170.0, 6, False, [50.0, 75.0, 100.0, 125.0, 150.0]),  # 2.5 × 10: 7 would exceed 6 intervals
+        (0.0, 1.0, 5, False, [0.0, 0.2, 0.4, 0.6, 0.8, 1.0]),
+        (-3.0, 3.0, 6, False, [-3.0, -2.0, -1.0, 0.0, 1.0, 2.0, 3.0]),
+        (4.0, 2_999.0, 8, True, [500, 1000, 1500, 2000, 2500]),
+        (0.0, 3.0, 8, True, [0, 1, 2, 3]),  # integer steps never go below 1
+        (299.96, 300.06, 5, False, [299.96, 299.98, 300.0, 300.02, 300.04, 300.06]),
+    ],
+)
+def test_nice_ticks(low, high, nbins, integer, expected):
+    assert nice_ticks(low, high, nbins, integer=integer) == pytest.approx(expected)
+
+
+def test_nice_ticks_of_an_empty_or_broken_range_do_not_raise():
+    assert nice_ticks(5.0, 5.0, 6) == [5.0]
+    assert nice_ticks(float("nan"), 1.0, 6) == []
+
+
+@pytest.mark.parametrize(
+    ("value", "step", "text"),
+    [(150.0, 50.0, "150"), (0.4, 0.2, "0.4"), (10.0975, 0.0025, "10.0975"), (-1e-17, 0.2, "0"), (75.0, 25.0, "75")],
+)
+def test_tick_labels_have_the_decimals_their_step_needs(value, step, text):
+    assert tick_label(value, step) == text
+
+
+def test_text_width_tracks_dejavu_sans_roughly():
+    # DejaVu Sans at 9 pt: "allocated (MB)" is ~66 pt wide; digits are 0.64 em.
+    assert 55 < text_width("allocated (MB)", 9) < 80
+    assert text_width("0000", 10) == pytest.approx(25.6)
+
+
+def _parse(svg: str) -> ET.Element:
+    return ET.fromstring(svg)
+
+
+def test_a_line_lands_where_its_data_says():
+    fig = Figure(4.0, 3.0, left_in=1.0, right_in=0.0, top_in=0.0, bottom_in=1.0)
+    (ax,) = fig.rows(1)
+    ax.plot([0, 10], [0, 100], color="#123456", label="data", gid="the-line")
+    ax.set_xlim(0, 10)
+    ax.set_ylim(0, 100)
+    root = _parse(fig.svg("t", "salt"))
+    (line,) = [e for e in root.iter("{http://www.w3.org/2000/svg}polyline") if e.get("id", "").startswith("the-line-")]
+    # axes box: x from 72 pt to 288 pt, y from 0 (top) to 144 pt (the bottom margin is 72)
+    assert line.get("points") == "72,144 288,0"
+
+
+def test_ids_are_unique_across_the_figures_of_one_page():
+    ids: list[str] = []
+    for salt in ("a::test[x/y]", "a::test[x:y]"):
+        fig = Figure(4.0, 3.0)
+        for ax in fig.rows(2):
+            ax.plot([0, 1], [0, 1], color="#000", gid="limit-line")
+        root = _parse(fig.svg("t", salt))
+        ids += [e.get("id") or "" for e in root.iter() if e.get("id")]
+    assert len(ids) == len(set(ids)) == 8  # a clip path and a line per axes
+
+
+def test_text_is_escaped_and_stays_text():
+    fig = Figure(4.0, 3.0)
+    (ax,) = fig.rows(1)
+    ax.plot([0, 1], [0, 1], color="#000", label="a < b & c")
+    ax.set_title("<script>")
+    ax.legend()
+    root = _parse(fig.svg("title & more", "s"))
+    texts = [e.text for e in root.iter("{http://www.w3.org/2000/svg}text")]
+    assert "a < b & c" in texts and "<script>" in texts
+    assert root.find("s:title", NS).text == "title & more"
+
+
+def _trace(n: int = 3_000, leak: float = 30.0) -> Trace:
+    rng = np.random.default_rng(0)
+    trace = Trace(name="t", meta={"machine_memory": 16 * 2**30})
+    for step in range(n):
+        noise = float(rng.normal(0, 2_000))
+        trace.append(step, step * 1e-3, {"rss": 2e8 + step * leak * 1.3 + noise, "allocated": 1e8 + step * leak})
+    trace.add_event(Event("warm", 500, 0.5))
+    return trace
+
+
+def test_the_growth_plot_draws_window_fit_limit_and_event_labels():
+    trace = _trace()
+    import harness
+
+    verdict = harness.growth_verdict(trace, after="warm", max_growth="1 KB/1k steps")
+    from harness.verdicts.assertions import growth_check_record
+
+    record = growth_check_record(verdict, None)
+    root = _parse(plots.growth_svg(trace, record, salt="x"))
+    texts = " | ".join(e.text or "" for e in root.iter("{http://www.w3.org/2000/svg}text"))
+    for words in ("warm (step 500)", "analysis window: steps", "limit 1 KB/1k steps from the window start", "step"):
+        assert words in texts, words
+    assert len([e for e in root.iter() if (e.get("id") or "").startswith("limit-line")]) == 1
+
+
+def test_writing_a_page_never_imports_matplotlib(tmp_path):
+    code = (
+        "import sys\n"
+        "from pathlib import Path\n"
+        "from harness.recording.trace import Trace\n"
+        "from harness.reports.test_page import write_test_report\n"
+        "t = Trace(name='t')\n"
+        "for s in range(2000):\n"
+        "    t.append(s, s * 1e-3, {'rss': 1e8 + s * 50.0, 'allocated': 5e7 + s * 40.0})\n"
+        f"write_test_report(Path({str(tmp_path)!r}), 't', 'passed', t, None, {{}})\n"
+        "print('matplotlib' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+    assert "<svg" in (tmp_path / "report.html").read_text()
