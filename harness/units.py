@@ -229,8 +229,8 @@ def parse_limit(value: object, source: str | None = None) -> Limit:
 
 def format_size(nbytes: float) -> str:
     """'4.1 MB', '812 KB', '-3.0 MB', decimal prefixes, three significant figures."""
-    sign = "-" if nbytes < 0 else ""
     n = abs(nbytes)
+    sign = "-" if nbytes < 0 and n >= 0.5 else ""  # no "-0 B"
     for unit, scale in (("TB", 1e12), ("GB", 1e9), ("MB", 1e6), ("KB", 1e3)):
         if n >= scale * 0.9995:
             return f"{sign}{_three(n / scale)} {unit}"

@@ -50,10 +50,11 @@ def window_text(verdict: GrowthVerdict) -> str:
 def growth_headline(verdict: GrowthVerdict) -> str:
     w, g = verdict.window, verdict.growth
     since = f"after {w.after!r} (step {format_step(w.event_step or 0)}; " if w.after else "after warm-up ("
-    verb = "grows" if g.slope > 0 else "shrinks" if g.slope < 0 else "is flat at"
+    shown = format_rate_short(abs(g.slope))
+    verb = "is flat at" if shown == "0 B" else "grows" if g.slope > 0 else "shrinks"
     pct = round(g.confidence * 100)
     return (
-        f"{signal_words(verdict)} {verb} {format_rate_short(abs(g.slope))} per 1k steps {since}"
+        f"{signal_words(verdict)} {verb} {shown} per 1k steps {since}"
         f"window steps {format_step(w.start_step)}–{format_step(w.end_step)}, {g.samples:,} samples, "
         f"{pct}% interval {format_rate_short(g.low)}–{format_rate_short(g.high)}/1k); "
         f"limit {verdict.limit_text}"

@@ -103,3 +103,6 @@ def test_formats_use_three_significant_figures_and_per_1k_steps():
     assert format_size(812_000) == "812 KB"
     assert format_size(999) == "999 B"
     assert format_rate(4_100) == "4.1 MB/1k steps"
+    # A slope that rounds to nothing has no sign: "-0 B" once read "shrinks 0 B" in a headline.
+    assert format_size(-0.3) == "0 B" and format_size(-0.6) == "-1 B"
+    assert format_rate(-1e-4) == "0 B/1k steps"
