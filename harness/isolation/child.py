@@ -49,13 +49,6 @@ OOM_TEXT = (
     "failed to map segment",
 )
 
-#: Under RLIMIT_DATA, memory held back from the target and given back when it runs out, so
-#: the child can still do its last work under the cap (format the traceback, import a
-#: module, write the result and the report). Mapped but never touched: no RSS, and the cap
-#: is raised by as much, so the target still gets the whole limit.
-RESERVE_BYTES = 32 << 20
-_reserve: list[bytearray] = []
-
 _PR_SET_PDEATHSIG = 1
 _PR_SET_CHILD_SUBREAPER = 36
 
@@ -84,21 +77,11 @@ def _cap(spec: dict[str, Any]) -> None:
     if rlimit:
         import resource
 
-        resource.setrlimit(resource.RLIMIT_DATA, (int(rlimit) + RESERVE_BYTES, int(rlimit) + RESERVE_BYTES))
-        with contextlib.suppress(MemoryError):
-            _reserve.append(bytearray(RESERVE_BYTES))
+        from harness.isolation import reserve
 
-
-def release_reserve() -> bool:
-    """Give the memory held back under RLIMIT_DATA back (once); True if there was some.
-
-    Called where the target's ``MemoryError`` is caught: in this worker, and in the child
-    pytest's report hook, before pytest formats the failure.
-    """
-    if not _reserve:
-        return False
-    _reserve.clear()
-    return True
+        cap = int(rlimit) + reserve.RESERVE_BYTES
+        resource.setrlimit(resource.RLIMIT_DATA, (cap, cap))
+        reserve.hold()
 
 
 def _write(path: str, payload: dict[str, Any]) -> None:
@@ -159,7 +142,9 @@ def _work(spec: dict[str, Any]) -> int:
             value = func(**kwargs)
         result = {"outcome": "ok", "value": value}
     except MemoryError as exc:
-        release_reserve()
+        from harness.isolation import reserve
+
+        reserve.release()
         result = {"outcome": "oom", "error": f"MemoryError: {exc}".rstrip(": ")}
     except Exception as exc:
         text = f"{type(exc).__name__}: {exc}"

@@ -210,10 +210,11 @@ class LeakSession:
         self, item: pytest.Item, call: pytest.CallInfo[None]
     ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
         if call.excinfo is not None and self.config.getoption("leak_isolated_child"):
-            from harness.isolation.child import is_allocation_failure, release_reserve
+            from harness.isolation import reserve
+            from harness.isolation.child import is_allocation_failure
 
             if call.excinfo.errisinstance(MemoryError) or is_allocation_failure(str(call.excinfo.value)):
-                release_reserve()  # room under the cap to format the failure and write the report
+                reserve.release()  # room under the cap to format the failure and write the report
         report = yield
         if call.when != "call":
             return report

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import xml.etree.ElementTree as ET
+from pathlib import Path
 
 import pytest
 
@@ -295,6 +296,43 @@ def test_fails_in_isolation():
 def test_after_them():
     pass
 """
+
+
+OOM_THEN_TEARDOWN = """
+import pytest
+HELD = []
+
+@pytest.fixture
+def needs_memory_after():
+    yield
+    # What a report, a traceback's source or a lazy import needs after the test ran out:
+    # under RLIMIT_DATA nothing is left unless the child kept some back.
+    HELD.append(bytearray(8_000_000))
+
+@pytest.mark.leak(isolate=True, memory_limit="200 MB", timeout="60 s")
+def test_runs_out(memory_trace, needs_memory_after):
+    for step in memory_trace.steps(1_000_000):
+        HELD.append(bytearray(b"x") * 2_000_000)
+"""
+
+
+def test_under_rlimit_the_child_has_memory_left_to_report_after_the_test_ran_out(pytester, run, monkeypatch):
+    # CI once read "failed at step 107: SyntaxError: expected ':' (history.py, line 51)":
+    # a module imported at the cap, after the MemoryError. The child keeps 32 MB back and
+    # gives it back when the test's MemoryError is reported.
+    monkeypatch.setenv("HARNESS_ISOLATION_CAP", "rlimit")
+    pytester.makepyfile(test_oom=OOM_THEN_TEARDOWN)
+    result = run("-v", "--junitxml=junit.xml")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*test_oom.py::test_runs_out (isolated): test_runs_out * the 200 MB memory cap (*"])
+    text = result.stdout.str()
+    assert "INTERNALERROR" not in text and "SyntaxError" not in text
+    # The child pytest's own output: the test failed with MemoryError, and its teardown's
+    # 8 MB came from the reserve (no "error at teardown" on top of the failure).
+    props = {p.get("name"): p.get("value") for p in ET.parse(pytester.path / "junit.xml").iter("property")}
+    child = Path(props["leak_isolated_output_file"]).read_text()
+    assert "MemoryError" in child and "1 failed" in child, child[-2000:]
+    assert "error" not in child.splitlines()[-1].lower(), child[-2000:]
 
 
 @pytest.mark.parametrize("mechanism", ["auto", "rlimit"])
