@@ -9,6 +9,8 @@ import xml.etree.ElementTree as ET
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from harness.recording.trace import Event, Trace
 from harness.reports import plots
@@ -130,3 +132,37 @@ def test_writing_a_page_never_imports_matplotlib(tmp_path):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
     assert "<svg" in (tmp_path / "report.html").read_text()
+
+
+finite = st.floats(min_value=-1e15, max_value=1e15, allow_nan=False, allow_infinity=False)
+anything = st.one_of(finite, st.just(float("nan")), st.just(float("inf")), st.just(-float("inf")))
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    xs=st.lists(anything, min_size=0, max_size=30),
+    ys=st.lists(anything, min_size=0, max_size=30),
+    limits=st.one_of(st.none(), st.tuples(finite, finite)),
+)
+def test_any_data_gives_well_formed_svg_with_finite_coordinates(xs, ys, limits):
+    fig = Figure(5.0, 3.0)
+    top, bottom = fig.rows(2, [2.0, 1.0])
+    n = min(len(xs), len(ys))
+    top.plot(xs[:n], ys[:n], color="#000", label="data", gid="limit-line")
+    top.fill_between(xs[:n], ys[:n], ys[:n], color="#00f", alpha=0.2, label="band")
+    if n:
+        top.axvspan(xs[0], xs[-1], color="#ddd", alpha=0.5)
+        top.axhline(ys[0], color="#f00", label="line")
+        top.text(xs[0], ys[0], "a label", coords=("data", "data"), offset=(3, -10))
+    if limits is not None:
+        top.set_ylim(*limits)
+        bottom.set_xlim(*limits)
+    top.legend(loc="lower right", ncols=2)
+    bottom.step_axis()
+    svg = fig.svg("fuzz", "s")
+    root = ET.fromstring(svg)
+    assert root.tag.endswith("svg")
+    numbers = " ".join(
+        v for e in root.iter() for k, v in e.attrib.items() if k in ("x", "y", "points", "d", "width", "height")
+    )
+    assert "nan" not in numbers.lower() and "inf" not in numbers.lower()
