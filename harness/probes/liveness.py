@@ -614,6 +614,25 @@ def _outside_chain(top: object, target: object, missing: int) -> tuple[Chain | N
     return chain, note
 
 
+def _sync_frame_locals() -> None:
+    """Make the frames' ``f_locals`` snapshots drop what the code has deleted since.
+
+    Before Python 3.13, reading ``frame.f_locals`` (the chain search reads every frame's)
+    leaves a dict on the frame holding the values the locals had; a local deleted after a
+    failed check stayed alive in that dict, so the user's fix (``del obs``) failed the next
+    check, "held from outside Python's view". Reading it again re-syncs it. From 3.13
+    ``f_locals`` is a live view and holds nothing.
+    """
+    if sys.version_info >= (3, 13):
+        return
+    for frame in list(sys._current_frames().values()):
+        f: types.FrameType | None = frame
+        while f is not None:
+            with contextlib.suppress(Exception):
+                f.f_locals  # noqa: B018 (the read is the point)
+            f = f.f_back
+
+
 class ReleaseTracker:
     """Watches objects that must die; ``assert_released`` names who holds the survivors."""
 
@@ -664,6 +683,7 @@ class ReleaseTracker:
 
     def alive(self) -> list[tuple[object, str, str]]:
         """(object, label, type) of each watched object still alive after a full gc pass."""
+        _sync_frame_locals()
         gc.collect()
         out = []
         for ref, label, tname in self._refs:

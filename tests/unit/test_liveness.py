@@ -328,3 +328,16 @@ def test_a_driver_inside_the_harness_package_holds_objects_like_any_caller():
 
     with pytest.raises(ReleaseError, match=r"held by: local 'pending' in drive \(harness/probes/__init__.py:3\)"):
         namespace["drive"](tr, make)
+
+
+def test_a_local_deleted_after_a_failed_check_is_released_at_the_next():
+    # The search reads every frame's f_locals; before Python 3.13 that leaves a snapshot dict
+    # on the frame, which kept `obs` after the user's fix (`del obs`) and failed the next
+    # check with "held from outside Python's view".
+    tr = harness.track_release()
+    obs = episode()["obs"]
+    tr.watch(obs, label="obs")
+    with pytest.raises(ReleaseError, match=r"obs \(ndarray\) is still alive, held by: local 'obs' in "):
+        tr.assert_released()
+    del obs
+    tr.assert_released()
