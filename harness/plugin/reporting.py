@@ -143,6 +143,7 @@ class ReportHooks:
         data: dict[str, Any] = {
             "outcome": outcome,
             "summaries": [check_summary(r) for r in records],
+            "passes": [bool(r.get("passed")) for r in records],
             "figures": figures,
             "dir": str(self.session.test_dir(item.nodeid)),
         }
@@ -259,7 +260,7 @@ class ReportHooks:
 
     def _index_row(self, row: dict[str, Any], report_dir: Path) -> dict[str, Any]:
         directory = Path(row["dir"])
-        out = {k: row.get(k) for k in ("test", "outcome", "summaries", "compare")}
+        out = {k: row.get(k) for k in ("test", "outcome", "summaries", "passes", "compare")}
         try:
             data = json.loads((directory / "verdict.json").read_text(encoding="utf-8"))
         except (OSError, ValueError):

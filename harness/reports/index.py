@@ -16,9 +16,9 @@ from harness.reports.page import OUTCOMES, esc, outcome_badge, page
 from harness.units import format_size
 
 
-def _state_badge(summary: str, outcome: str) -> str:
+def _state_badge(summary: str, outcome: str, passed: bool) -> str:
     """A check's line: a coloured state, then its figures as plain text (which wraps)."""
-    failed = " FAIL" in f" {summary}"
+    failed = not passed
     words = summary.replace("PASS ", "", 1).replace("FAIL ", "", 1)
     if not failed:
         badge = '<span class="badge pass">PASS</span>'
@@ -68,11 +68,15 @@ def _test_rows(rows: Sequence[Mapping[str, Any]], compared: bool) -> str:
         outcome = str(row.get("outcome", ""))
         link = row.get("link")
         name = f'<a href="{esc(link)}">{esc(row["test"])}</a>' if link else esc(row["test"])
-        summaries = list(row.get("summaries") or [])
+        summaries = [str(s) for s in row.get("summaries") or []]
+        passes = [bool(p) for p in row.get("passes") or []]
+        if len(passes) != len(summaries):  # a row written without its checks' states
+            passes = [" FAIL" not in f" {s}" for s in summaries]
         verdicts = (
-            "<br>".join(_state_badge(s, outcome) for s in summaries) or '<span class="muted">recorded only</span>'
+            "<br>".join(_state_badge(s, outcome, p) for s, p in zip(summaries, passes, strict=True))
+            or '<span class="muted">recorded only</span>'
         )
-        failing = any(" FAIL" in f" {s}" for s in summaries)
+        failing = not all(passes)
         colour = "#cf222e" if failing and outcome == "failed" else "#1a7f37" if not failing else "#9a6700"
         spark = sparkline(row.get("spark") or [], colour)
         cells = [
@@ -156,7 +160,8 @@ def write_index(
 ) -> Path:
     """Write the index of one run (``path``, default ``report_dir/index.html``).
 
-    ``rows``: per test ``test``, ``outcome``, ``summaries``, ``link`` (relative to the
+    ``rows``: per test ``test``, ``outcome``, ``summaries`` and ``passes`` (one line and one
+    state per check), ``link`` (relative to the
     page), ``spark``, ``compare``. ``history``: past runs (``history.read_runs``), newest
     first; ``link_prefix`` leads from the page to ``report_dir``.
     """
