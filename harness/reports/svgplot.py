@@ -81,6 +81,15 @@ def nice_ticks(low: float, high: float, nbins: int, *, integer: bool = False) ->
     if not (math.isfinite(low) and math.isfinite(high)) or high <= low:
         return [low] if math.isfinite(low) else []
     raw = (high - low) / max(nbins, 1)
+    if not math.isfinite(raw) or raw <= 0 or high - low < 1e-300:  # beyond what ticks can say
+        return [low, high]
+    try:
+        return _ticks(low, high, nbins, raw, integer)
+    except (OverflowError, ValueError):
+        return [low, high]
+
+
+def _ticks(low: float, high: float, nbins: int, raw: float, integer: bool) -> list[float]:
     mag = 10 ** math.floor(math.log10(raw))
     step = 10 * mag
     for m in (1, 2, 2.5, 5, 10):
@@ -330,13 +339,17 @@ class Axes:
 
     def limits(self, axis: Literal["x", "y"]) -> tuple[float, float]:
         lim = self.xlim if axis == "x" else self.ylim
-        if lim.low is not None and lim.high is not None:
+        if lim.low is not None and lim.high is not None and math.isfinite(lim.low) and math.isfinite(lim.high):
             low, high = lim.low, lim.high
         else:
             found = self._data_range(axis) or (0.0, 1.0)
             pad = (found[1] - found[0]) * 0.05
             low, high = found[0] - pad, found[1] + pad
-        if high <= low:
+            if not (math.isfinite(low) and math.isfinite(high)):  # a range beyond floats
+                low, high = found
+        if high < low:  # no inverted axes here
+            low, high = high, low
+        if high - low <= max(abs(low), abs(high)) * 1e-12:  # a point: show it mid-axis
             half = max(abs(low) * 0.05, 0.5)
             low, high = low - half, high + half
         return low, high
@@ -610,13 +623,17 @@ def _legend(ax: Axes, loc: str, ncols: int) -> str:
         return ""
     size = LEGEND_SIZE
     handle, gap, colgap, rowh, pad = 2.0 * size, 0.8 * size, 2.0 * size, 1.4 * size, 0.5 * size
-    per_col = math.ceil(len(entries) / ncols)
-    columns = [entries[i * per_col : (i + 1) * per_col] for i in range(ncols)]
-    columns = [c for c in columns if c]
-    widths = [max(text_width(label, size) for _, label in col) + handle + gap for col in columns]
-    box_w = sum(widths) + colgap * (len(columns) - 1) + 2 * pad
-    box_h = per_col * rowh + 2 * pad - (rowh - size * 1.1)
     margin = 0.5 * size
+    while True:  # fewer columns while the box is wider than the axes
+        per_col = math.ceil(len(entries) / ncols)
+        columns = [entries[i * per_col : (i + 1) * per_col] for i in range(ncols)]
+        columns = [c for c in columns if c]
+        widths = [max(text_width(label, size) for _, label in col) + handle + gap for col in columns]
+        box_w = sum(widths) + colgap * (len(columns) - 1) + 2 * pad
+        if ncols == 1 or box_w <= ax.width - 2 * margin:
+            break
+        ncols -= 1
+    box_h = per_col * rowh + 2 * pad - (rowh - size * 1.1)
     vertical, _, horizontal = loc.partition(" ")
     if not horizontal:
         vertical, horizontal = "center", vertical

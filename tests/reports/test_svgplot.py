@@ -134,7 +134,10 @@ def test_writing_a_page_never_imports_matplotlib(tmp_path):
     assert "<svg" in (tmp_path / "report.html").read_text()
 
 
-finite = st.floats(min_value=-1e15, max_value=1e15, allow_nan=False, allow_infinity=False)
+finite = st.one_of(
+    st.floats(min_value=-1e15, max_value=1e15, allow_nan=False, allow_infinity=False),
+    st.sampled_from([1.7e308, -1.7e308, 5e-324]),
+)
 anything = st.one_of(finite, st.just(float("nan")), st.just(float("inf")), st.just(-float("inf")))
 
 
@@ -142,7 +145,7 @@ anything = st.one_of(finite, st.just(float("nan")), st.just(float("inf")), st.ju
 @given(
     xs=st.lists(anything, min_size=0, max_size=30),
     ys=st.lists(anything, min_size=0, max_size=30),
-    limits=st.one_of(st.none(), st.tuples(finite, finite)),
+    limits=st.one_of(st.none(), st.tuples(anything, anything), st.tuples(finite, finite)),
 )
 def test_any_data_gives_well_formed_svg_with_finite_coordinates(xs, ys, limits):
     fig = Figure(5.0, 3.0)
@@ -166,3 +169,15 @@ def test_any_data_gives_well_formed_svg_with_finite_coordinates(xs, ys, limits):
         v for e in root.iter() for k, v in e.attrib.items() if k in ("x", "y", "points", "d", "width", "height")
     )
     assert "nan" not in numbers.lower() and "inf" not in numbers.lower()
+
+
+def test_a_legend_too_wide_for_two_columns_falls_back_to_one():
+    fig = Figure(5.0, 3.0)
+    (ax,) = fig.rows(1)
+    for i in range(4):
+        ax.plot([0, 1], [0, i], color="#000", label=f"series {i} " + "with a long label " * 3)
+    ax.legend(loc="upper right", ncols=2)
+    root = _parse(fig.svg("t", "s"))
+    (box,) = [e for e in root.iter("{http://www.w3.org/2000/svg}rect") if e.get("rx") == "2"]
+    # The axes span 0.85 in to 4.85 in: 61.2 pt to 349.2 pt.
+    assert float(box.get("x")) >= 61.2 and float(box.get("x")) + float(box.get("width")) <= 349.2
