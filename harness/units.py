@@ -247,6 +247,8 @@ def format_rate_short(bytes_per_step: float) -> str:
 
 
 def format_step(step: float) -> str:
+    if not math.isfinite(step):
+        return "never" if step > 0 else "?"
     return f"{round(step):,}"
 
 

@@ -191,5 +191,5 @@ def write_index(
     )
     body.append("<h2>Run history (newest first)</h2>")
     body.append(_history(history, link_prefix, str(run.get("id", ""))))
-    path.write_text(page("leak harness: run index", "".join(body)), encoding="utf-8")
+    path.write_text(page("leak harness: run index", "".join(body)), encoding="utf-8", errors="replace")
     return path

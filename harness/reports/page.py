@@ -6,7 +6,6 @@ so a page opened from a CI artifact with the network off renders exactly as here
 
 from __future__ import annotations
 
-import html
 from collections.abc import Mapping
 from typing import Any, Literal
 
@@ -50,7 +49,11 @@ ol.chain{margin:.3em 0 .6em 1.2em;padding:0}ol.chain li{margin:.1em 0}
 
 
 def esc(value: object) -> str:
-    return html.escape(str(value), quote=True)
+    """Text for HTML: escaped, and characters a page cannot hold (control characters, lone
+    surrogates from a trace's ``\\ud800``) shown as U+FFFD."""
+    from harness.reports.svgplot import esc as xml_esc
+
+    return xml_esc(str(value)).replace("'", "&#x27;")
 
 
 #: A test's outcome as the reports show it: pytest's, with an expected failure told apart

@@ -105,26 +105,26 @@ def _events(ax: Axes, trace: Trace, label: bool) -> None:
     for ev in trace.events:
         ax.axvline(ev.step, color=EVENT_COLOUR, linestyle="--", linewidth=1.1)
         if label:
-            ax.text(
-                ev.step,
-                1.0,
-                f"{ev.name} (step {format_step(ev.step)})",
-                coords=("data", "axes"),
-                offset=(3, -10),
-                color=EVENT_COLOUR,
-                fontsize=8,
-            )
+            ax.top_label(ev.step, f"{ev.name} (step {format_step(ev.step)})", color=EVENT_COLOUR)
+
+
+def _room(low: float, high: float) -> float:
+    """The span a panel shows around data from ``low`` to ``high`` (plotted units): the data's
+    own, or 1% of its level when it is flat (a constant signal is the common passing case)."""
+    return max(high - low, abs(high) * 0.01, 1e-3)
 
 
 def _zoom(ax: Axes, low: float, high: float) -> None:
     """The y-axis zoomed to the data (not from zero): a 330→347 MB leak must look like one."""
     span = high - low
-    pad = span * 0.08 if span > 0 else max(abs(high) * 0.01, 1e-3)
+    pad = span * 0.08 if span > max(abs(high), abs(low)) * 1e-4 else _room(low, high)
     ax.set_ylim(low - pad, high + pad)
 
 
 def signal_panels(trace: Trace, judged: str | None) -> list[str]:
     names = [n for n in PANELS if n in trace.signals and n != judged]
+    if not names and not judged:  # only signals of the user's own (a probe of theirs)
+        names = [n for n in trace.signals if n != judged]
     return ([judged] if judged else []) + names[: MAX_PANELS if judged else MAX_PANELS + 1]
 
 
@@ -135,6 +135,8 @@ def growth_svg(trace: Trace, record: Mapping[str, Any], salt: str = "") -> str:
     names = signal_panels(trace, judged) if judged in trace.signals else signal_panels(trace, None)
     start, end = (float(v) for v in record["window"])
     fits = _window_fits(record)
+    if not names:
+        return ""
     heights = [2.3] + [1.0] * (len(names) - 1)
     fig = Figure(10.5, 2.9 + 1.35 * (len(names) - 1))
     axes = fig.rows(len(names), heights)
@@ -203,7 +205,7 @@ def _judged_fit(
     slope = float(record["slope_bytes_per_step"])
     intercept = _intercept(record, fit)
     f0, f1 = (intercept + slope * start) / div, (intercept + slope * end) / div
-    lo_i, hi_i = (float(v) for v in record.get("interval", [slope, slope]))
+    lo_i, hi_i = (float(v) for v in record.get("interval") or [slope, slope])
     ax.plot(
         [start, end],
         [f0, f1],
@@ -225,19 +227,11 @@ def _judged_fit(
         gid="limit-line",
     )
     low, high = min(low, f0, f1), max(high, f0, f1)
-    ax.text(
-        start,
-        1.0,
-        f"analysis window: steps {format_step(start)}–{format_step(end)}",
-        coords=("data", "axes"),
-        offset=(4, -22),
-        fontsize=8,
-        color="#34558b",
-    )
+    ax.top_label(start, f"analysis window: steps {format_step(start)}–{format_step(end)}", color="#34558b", first=True)
     # Room above the data for the limit line to show its climb (a flat run's
     # limit otherwise leaves the plot at once), without flattening the data.
     if limit_end > high:
-        high = min(limit_end, high + 0.6 * max(high - low, 1e-9))
+        high = min(limit_end, high + 0.6 * _room(low, high))
     return low, high
 
 
@@ -392,12 +386,14 @@ def peak_svg(record: Mapping[str, Any], salt: str = "") -> str:
     px = float(at) if at is not None else duration
     colour = "#1a7f37" if record.get("passed") else "#cf222e"
     ax.plot([px], [peak / div], marker="v", markersize=9, color=colour, line=False, zorder=3)
+    late = px > 0.6 * duration  # the label goes where there is room: left of a late peak
     ax.text(
         px,
         peak / div,
         f"peak {format_size(peak)}: {format_size(over)} over baseline",
         coords=("data", "data"),
-        offset=(10, -14),
+        offset=(-10 if late else 10, -14),
+        ha="right" if late else "left",
         color=colour,
         bold=True,
     )
@@ -406,7 +402,7 @@ def peak_svg(record: Mapping[str, Any], salt: str = "") -> str:
     ax.set_xlabel("seconds into the block")
     ax.set_ylabel(f"RSS ({unit})")
     ax.set_title("RSS during the block")
-    ax.legend(loc="center right")
+    ax.legend(loc="best")
     return fig.svg("peak over baseline", f"{salt}-peak")
 
 
@@ -417,7 +413,13 @@ def trend_svg(test: str, runs: Sequence[tuple[str, Mapping[str, Any]]], salt: st
         return '<p class="muted">No figures saved for this test (a release check has none).</p>'
     labels = [name.lstrip("0") for name, _ in runs]
     xs = list(range(len(runs)))
-    fig = Figure(3.6 * len(present) + 0.3, 2.5, bottom_in=0.5)
+    rotated = len(xs) > 4
+    # At most ~12 run names under a panel: every k-th, and the newest.
+    k = max(1, math.ceil(len(xs) / 12))
+    shown = [x for x in xs if x % k == 0 or x == xs[-1]]
+    if len(shown) > 1 and shown[-1] - shown[-2] < k:
+        shown.pop(-2)
+    fig = Figure(3.6 * len(present) + 0.3, 2.5 + (0.55 if rotated else 0.0), bottom_in=1.05 if rotated else 0.5)
     axes = fig.columns(len(present))
     for ax, figure in zip(axes, present, strict=True):
         points = [(x, f) for x, (_, f) in zip(xs, runs, strict=True) if isinstance(f.get(figure), (int, float))]
@@ -426,8 +428,8 @@ def trend_svg(test: str, runs: Sequence[tuple[str, Mapping[str, Any]]], salt: st
                 (
                     x,
                     float(f["slope"]) * 1e3,
-                    float(f.get("slope_low", f["slope"])) * 1e3,
-                    float(f.get("slope_high", f["slope"])) * 1e3,
+                    _number(f.get("slope_low"), f["slope"]) * 1e3,
+                    _number(f.get("slope_high"), f["slope"]) * 1e3,
                 )
                 for x, f in points
             ]
@@ -454,9 +456,13 @@ def trend_svg(test: str, runs: Sequence[tuple[str, Mapping[str, Any]]], salt: st
             ax.set_ylabel(f"{figure} ({unit})")
             kind = str(points[-1][1].get("peak_kind", "")) if figure == "peak" else "steady, above start"
             ax.set_title(f"{figure} ({kind})" if kind else figure)
-        ax.set_xticks(xs, [lab[:16] for lab in labels], rotation=30 if len(xs) > 4 else 0)
+        ax.set_xticks(shown, [labels[x][:16] for x in shown], rotation=30 if rotated else 0)
         ax.set_xlim(-0.4, len(xs) - 0.6)
     return fig.svg(f"{test} across saved runs", f"{salt}-trend")
+
+
+def _number(value: object, default: float) -> float:
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else float(default)
 
 
 def sparkline(values: Sequence[float], colour: str = "#1f77b4", width: int = 120, height: int = 24) -> str:
@@ -465,12 +471,15 @@ def sparkline(values: Sequence[float], colour: str = "#1f77b4", width: int = 120
     if len(pts) < 2:
         return ""
     lo, hi = min(pts), max(pts)
+    title = f"{format_size(lo)} – {format_size(hi)}"
+    if not math.isfinite(hi - lo):  # beyond floats (±1.7e308): draw halves
+        pts = [v / 2 for v in pts]
+        lo, hi = lo / 2, hi / 2
     span = (hi - lo) or 1.0
     step = (width - 2) / (len(pts) - 1)
     coords = " ".join(
         f"{1 + i * step:.1f},{height - 2 - (v - lo) / span * (height - 4):.1f}" for i, v in enumerate(pts)
     )
-    title = f"{format_size(lo)} – {format_size(hi)}"
     return (
         f'<svg class="spark" viewBox="0 0 {width} {height}" width="{width}" height="{height}" role="img">'
         f"<title>{title}</title>"

@@ -16,7 +16,9 @@ for the legend's box and the y-axis title, is estimated from DejaVu Sans' advanc
 from __future__ import annotations
 
 import hashlib
+import itertools
 import math
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -57,12 +59,26 @@ def text_width(text: str, size: float) -> float:
     return em * size
 
 
+_FORBIDDEN = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+
+
 def esc(text: str) -> str:
+    """Text for SVG/XML: markup escaped, and characters XML cannot hold (control characters,
+    lone surrogates from a JSON ``\\ud800``) shown as U+FFFD."""
+    text = _FORBIDDEN.sub("\ufffd", text)
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace('"', "&quot;")
 
 
+#: Coordinates are clamped to this (points): far beyond any page, and a float every SVG
+#: renderer parses (a limit line aimed at 1e300 once made Chromium drop the element).
+_FAR = 1e6
+
+
 def _num(v: float) -> str:
-    return f"{v:.2f}".rstrip("0").rstrip(".") if math.isfinite(v) else "0"
+    if not math.isfinite(v):
+        return "0"
+    v = max(-_FAR, min(_FAR, v))
+    return f"{v:.2f}".rstrip("0").rstrip(".")
 
 
 def _dash(style: str | tuple[float, ...], width: float) -> str:
@@ -290,6 +306,15 @@ class Axes:
             )
         )
 
+    def top_label(self, x: float, text: str, *, color: str, fontsize: float = 8.0, first: bool = False) -> None:
+        """A label at data ``x`` along the top of the axes (an event's name, the window's
+        start). Labels are laid out when drawn: in up to three rows, none overlapping, long
+        ones cut, those with no room counted in a "+N more" note; ``first`` ones are placed
+        before the others."""
+        self.marks.append(
+            _Mark("toplabel", 5.0, {"x": x, "text": text, "color": color, "size": fontsize, "first": first})
+        )
+
     # -- settings -------------------------------------------------------------------
     def set_title(self, text: str) -> None:
         self.title = text
@@ -407,8 +432,8 @@ class Figure:
     def svg(self, title: str, salt: str) -> str:
         """The figure as an ``<svg class="plot">`` element, ids unique per ``salt``."""
         # Readable, and distinct for salts that differ only in characters an id cannot hold.
-        readable = "".join(c if c.isalnum() or c in "-_" else "-" for c in salt)[-40:]
-        ident = f"{readable}-{hashlib.sha1(salt.encode()).hexdigest()[:8]}"
+        readable = "".join(c if c.isascii() and (c.isalnum() or c in "-_") else "-" for c in salt)[-40:]
+        ident = f"{readable}-{hashlib.sha1(salt.encode('utf-8', 'surrogatepass')).hexdigest()[:8]}"
         parts = [
             f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {_num(self.width)} {_num(self.height)}" '
             f'class="plot" role="img" style="max-width:{self.natural_px}px" '
@@ -417,7 +442,7 @@ class Figure:
             f'<rect width="{_num(self.width)}" height="{_num(self.height)}" fill="#ffffff"/>',
         ]
         for i, ax in enumerate(self.axes):
-            parts.append(_draw_axes(ax, f"{ident}-{i}"))
+            parts.append(_draw_axes(ax, f"{ident}-{i}", self.width))
         parts.append("</svg>")
         return "".join(parts)
 
@@ -472,7 +497,7 @@ def _points(xs: Sequence[float], ys: Sequence[float], m: _Map) -> str:
     )
 
 
-def _draw_axes(ax: Axes, ident: str) -> str:
+def _draw_axes(ax: Axes, ident: str, page_width: float) -> str:
     m = _Map(ax)
     clip = f"clip-{ident}"
     out = [
@@ -486,9 +511,7 @@ def _draw_axes(ax: Axes, ident: str) -> str:
     if ax.x_ticks == "fixed":
         xt, xlabels, rotation = ax.fixed_ticks
     else:
-        xt = nice_ticks(m.xlo, m.xhi, 8, integer=ax.x_ticks == "steps")
-        xstep = xt[1] - xt[0] if len(xt) > 1 else 1.0
-        xlabels = [f"{v:,.0f}" if ax.x_ticks == "steps" else tick_label(v, xstep) for v in xt]
+        xt, xlabels = _x_ticks(ax, m)
         rotation = 0.0
     grid = []
     for v in yt:
@@ -529,9 +552,17 @@ def _draw_axes(ax: Axes, ident: str) -> str:
             if rotation:
                 labels.append(_text(x, ty, label, size=7.0, anchor="end", rotate=-rotation))
             else:
-                labels.append(_text(x, ty, label, size=7.0 if ax.x_ticks == "fixed" else FONT_SIZE, anchor="middle"))
+                size = 7.0 if ax.x_ticks == "fixed" else FONT_SIZE
+                half = text_width(label, size) / 2
+                if x - half < 2:  # kept on the page: a long first or last label
+                    labels.append(_text(2, ty, label, size=size))
+                elif x + half > page_width - 2:
+                    labels.append(_text(page_width - 2, ty, label, size=size, anchor="end"))
+                else:
+                    labels.append(_text(x, ty, label, size=size, anchor="middle"))
     out.append(f'<path d="{"".join(ticks)}" stroke="{AXIS_COLOUR}" stroke-width="0.8" fill="none"/>')
     out += labels
+    out += _top_labels(ax, m)
     if ax.ylabel:
         x = ax.x0 - TICK_LEN - TICK_PAD - widest - 5
         y = ax.y0 + ax.height / 2
@@ -542,8 +573,64 @@ def _draw_axes(ax: Axes, ident: str) -> str:
     if ax.title:
         out.append(_text(ax.x0, ax.y0 - 6, ax.title, size=TITLE_SIZE, bold=True))
     if ax.legend_spec is not None:
-        out.append(_legend(ax, *ax.legend_spec))
+        out.append(_legend(ax, *ax.legend_spec, m))
     return "".join(out)
+
+
+def _x_ticks(ax: Axes, m: _Map) -> tuple[list[float], list[str]]:
+    """x ticks whose labels fit side by side (fewer bins while they would touch)."""
+    steps = ax.x_ticks == "steps"
+    for nbins in (8, 6, 5, 4, 3, 2, 1):
+        xt = nice_ticks(m.xlo, m.xhi, nbins, integer=steps)
+        xstep = xt[1] - xt[0] if len(xt) > 1 else 1.0
+        labels = [f"{v:,.0f}" if steps else tick_label(v, xstep) for v in xt]
+        room = ax.width / max(len(xt), 1)
+        if all(text_width(label, FONT_SIZE) + 6 <= room for label in labels):
+            return xt, labels
+    return xt[:1], labels[:1]
+
+
+#: Rows of labels along the top of an axes (points below its top edge).
+_TOP_ROWS = (10.0, 22.0, 34.0)
+_TOP_MAX_CHARS = 60
+
+
+def _top_labels(ax: Axes, m: _Map) -> list[str]:
+    marks = [k for k in ax.marks if k.kind == "toplabel"]
+    if not marks:
+        return []
+    right = ax.x0 + ax.width
+    placed: list[str] = []
+    ends = [-math.inf] * len(_TOP_ROWS)
+    hidden = 0
+    ordered = [k for k in marks if k.args["first"]] + sorted(
+        (k for k in marks if not k.args["first"]), key=lambda k: float(k.args["x"])
+    )
+    for mark in ordered:
+        a = mark.args
+        x = m.x(float(a["x"]))
+        if not (math.isfinite(x) and ax.x0 - 0.5 <= x <= right + 0.5):
+            continue  # its line is outside the plot too
+        text = str(a["text"])
+        if len(text) > _TOP_MAX_CHARS:
+            text = text[: _TOP_MAX_CHARS - 1] + "…"
+        width = text_width(text, a["size"])
+        start = max(ax.x0 + 2, min(x + 3, right - width - 2))
+        for row, end in enumerate(ends):
+            if start >= end + 6:
+                ends[row] = start + width
+                placed.append(_text(start, ax.y0 + _TOP_ROWS[row], text, size=a["size"], color=a["color"]))
+                break
+        else:
+            hidden += 1
+    if hidden:
+        note = f"+{hidden} more not labelled"
+        placed.append(
+            _text(
+                right - 2, ax.y0 + _TOP_ROWS[-1] + 12, note, size=7.0, anchor="end", color=str(marks[-1].args["color"])
+            )
+        )
+    return placed
 
 
 def _draw_mark(mark: _Mark, m: _Map, ax: Axes, ident: str) -> str:
@@ -613,7 +700,61 @@ def _draw_mark(mark: _Mark, m: _Map, ax: Axes, ident: str) -> str:
     return ""
 
 
-def _legend(ax: Axes, loc: str, ncols: int) -> str:
+#: Where ``loc="best"`` may put the legend, in order of preference on a tie.
+_BEST_ORDER = ("upper right", "upper left", "lower right", "lower left", "center right", "center left", "upper center")
+
+
+def _legend_box(ax: Axes, loc: str, box_w: float, box_h: float, margin: float) -> tuple[float, float, float, float]:
+    vertical, _, horizontal = loc.partition(" ")
+    if not horizontal:
+        vertical, horizontal = "center", vertical
+    if horizontal == "right":
+        bx = ax.x0 + ax.width - margin - box_w
+    elif horizontal == "left":
+        bx = ax.x0 + margin
+    else:
+        bx = ax.x0 + (ax.width - box_w) / 2
+    if vertical == "upper":
+        by = ax.y0 + margin
+    elif vertical == "lower":
+        by = ax.y0 + ax.height - margin - box_h
+    else:
+        by = ax.y0 + (ax.height - box_h) / 2
+    return bx, by, box_w, box_h
+
+
+def _inside(point: tuple[float, float], box: tuple[float, float, float, float]) -> bool:
+    x, y = point
+    return box[0] <= x <= box[0] + box[2] and box[1] <= y <= box[1] + box[3]
+
+
+def _occupied(ax: Axes, m: _Map) -> list[tuple[float, float]]:
+    """Points (page coordinates) the data and the labels cover: what a legend should not hide."""
+    out: list[tuple[float, float]] = []
+    for mark in ax.marks:
+        a = mark.args
+        if mark.kind == "line":
+            xs, ys = a["xs"], a["ys"]
+            every = max(1, len(xs) // 200)
+            pts = [(m.x(x), m.y(y)) for x, y in zip(xs[::every], ys[::every], strict=False)]
+            # a segment's inside counts too (two points far apart still cross the box)
+            for (x0, y0), (x1, y1) in itertools.pairwise(pts):
+                out += [(x0 + (x1 - x0) * f / 8, y0 + (y1 - y0) * f / 8) for f in range(8)]
+            out += pts[-1:]
+            if a["marker"]:
+                out += pts * 20  # a marker is what the plot is about
+        elif mark.kind == "hline":
+            y = m.y(a["y"])
+            out += [(ax.x0 + ax.width * f / 40, y) for f in range(41)]
+        elif mark.kind == "text":
+            cx, cy = a["coords"]
+            x = m.x(a["x"], cx) + a["offset"][0]
+            y = m.y(a["y"], cy) - a["offset"][1]
+            out += [(x + d, y) for d in range(0, int(text_width(a["text"], a["size"])), 4)] * 5
+    return [(x, y) for x, y in out if math.isfinite(x) and math.isfinite(y)]
+
+
+def _legend(ax: Axes, loc: str, ncols: int, m: _Map) -> str:
     entries = []
     for mark in ax.marks:
         label = mark.args.get("label")
@@ -634,21 +775,13 @@ def _legend(ax: Axes, loc: str, ncols: int) -> str:
             break
         ncols -= 1
     box_h = per_col * rowh + 2 * pad - (rowh - size * 1.1)
-    vertical, _, horizontal = loc.partition(" ")
-    if not horizontal:
-        vertical, horizontal = "center", vertical
-    if horizontal == "right":
-        bx = ax.x0 + ax.width - margin - box_w
-    elif horizontal == "left":
-        bx = ax.x0 + margin
-    else:
-        bx = ax.x0 + (ax.width - box_w) / 2
-    if vertical == "upper":
-        by = ax.y0 + margin
-    elif vertical == "lower":
-        by = ax.y0 + ax.height - margin - box_h
-    else:
-        by = ax.y0 + (ax.height - box_h) / 2
+    if loc == "best":
+        taken = _occupied(ax, m)
+        loc = min(
+            _BEST_ORDER,
+            key=lambda c: sum(1 for p in taken if _inside(p, _legend_box(ax, c, box_w, box_h, margin))),
+        )
+    bx, by, _, _ = _legend_box(ax, loc, box_w, box_h, margin)
     out = [
         f'<g class="legend"><rect x="{_num(bx)}" y="{_num(by)}" width="{_num(box_w)}" height="{_num(box_h)}" '
         'rx="2" fill="#ffffff" fill-opacity="0.92" stroke="#cccccc" stroke-width="0.8"/>'

@@ -370,5 +370,5 @@ def write_test_report(
         error=error,
         index_link=index_link,
     )
-    html_path.write_text(html, encoding="utf-8")
+    html_path.write_text(html, encoding="utf-8", errors="replace")  # no lone surrogate may stop a page
     return json_path, html_path

@@ -45,5 +45,6 @@ def write_trend(storage: Storage, path: Path, *, index_link: str | None = None) 
     for i, (test, series) in enumerate(sorted(tests.items())):
         body.append(f'<div class="card"><h3>{esc(test)}</h3>{trend_svg(test, series, salt=f"trend-{i}")}</div>')
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(page(f"leak harness trend: {storage.machine_id}", "".join(body)), encoding="utf-8")
+    text = page(f"leak harness trend: {storage.machine_id}", "".join(body))
+    path.write_text(text, encoding="utf-8", errors="replace")
     return path

@@ -3,6 +3,8 @@ the data says, ids unique on a page, and no matplotlib anywhere on the way."""
 
 from __future__ import annotations
 
+import itertools
+import re
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
@@ -181,3 +183,90 @@ def test_a_legend_too_wide_for_two_columns_falls_back_to_one():
     (box,) = [e for e in root.iter("{http://www.w3.org/2000/svg}rect") if e.get("rx") == "2"]
     # The axes span 0.85 in to 4.85 in: 61.2 pt to 349.2 pt.
     assert float(box.get("x")) >= 61.2 and float(box.get("x")) + float(box.get("width")) <= 349.2
+
+
+def _texts(svg: str) -> list[str]:
+    return [e.text or "" for e in _parse(svg).iter("{http://www.w3.org/2000/svg}text")]
+
+
+def test_a_flat_judged_signal_gets_readable_ticks_and_a_visible_limit_line():
+    # The common passing case: a signal that never moves. Its axis once spanned 1e-9 MB
+    # ("100.000000000" at every tick) and the limit line ran off to y = -3e10.
+    import harness
+    from harness.verdicts.assertions import growth_check_record
+
+    trace = Trace(name="flat")
+    for step in range(200):
+        trace.append(step, step * 1e-3, {"rss": 1e8})
+    verdict = harness.growth_verdict(trace, signal="rss", max_growth="1 MB/1k steps")
+    root = _parse(plots.growth_svg(trace, growth_check_record(verdict, trace), salt="flat"))
+    ticks = [t for t in _texts(ET.tostring(root, encoding="unicode")) if t.replace(".", "").isdigit()]
+    assert len(set(ticks)) == len(ticks) and all(len(t) <= 7 for t in ticks), ticks
+    (limit,) = [e for e in root.iter() if (e.get("id") or "").startswith("limit-line")]
+    ys = [float(p.split(",")[1]) for p in (limit.get("points") or "").split()]
+    assert all(0 <= y <= 300 for y in ys), ys  # inside the figure, not off to -3e10
+
+
+def test_event_names_with_control_characters_and_lone_surrogates_make_a_page(tmp_path):
+    trace = _trace(300)
+    trace.add_event(Event("ctl\x01\x1b\x00 and \ud800lone", 120, 0.12))
+    from harness.reports.test_page import write_test_report
+
+    write_test_report(tmp_path, "t", "passed", trace, None, {})
+    html = (tmp_path / "report.html").read_text(encoding="utf-8")
+    for svg in re.findall(r"<svg\b.*?</svg>", html, re.S):
+        ET.fromstring(svg)  # well-formed XML
+    assert "ctl\ufffd\ufffd\ufffd and \ufffdlone" in html
+
+
+def test_event_labels_never_overlap_and_the_rest_are_counted():
+    fig = Figure(10.5, 3.0)
+    (ax,) = fig.rows(1)
+    ax.plot([0, 1000], [0, 1], color="#000")
+    for i in range(20):
+        ax.top_label(500 + i, f"event {i} (step {500 + i})", color="#e67e00")
+    ax.top_label(100, "x" * 500, color="#e67e00")
+    svg = fig.svg("t", "s")
+    texts = _texts(svg)
+    labels = [e for e in _parse(svg).iter("{http://www.w3.org/2000/svg}text") if e.get("fill") == "#e67e00"]
+    rows: dict[str, list[tuple[float, float]]] = {}
+    for e in labels:
+        x = float(e.get("x") or 0)
+        rows.setdefault(e.get("y") or "", []).append((x, x + text_width(e.text or "", 8)))
+    for spans in rows.values():
+        spans.sort()
+        assert all(b[0] >= a[1] for a, b in itertools.pairwise(spans)), spans
+    shown = [t for t in texts if t.startswith("event ")]
+    assert 1 <= len(shown) <= 3 and f"+{20 - len(shown)} more not labelled" in texts
+    assert any(t.endswith("…") and len(t) == 60 for t in texts)  # the long name is cut
+
+
+def test_x_tick_labels_of_huge_steps_do_not_touch():
+    fig = Figure(10.5, 3.0)
+    (ax,) = fig.rows(1)
+    ax.plot([1e18, 1.2e18], [0, 1], color="#000")
+    ax.step_axis()
+    root = _parse(fig.svg("t", "s"))
+    labels = [e for e in root.iter("{http://www.w3.org/2000/svg}text") if (e.text or "").count(",") >= 5]
+    xs = sorted(float(e.get("x") or 0) for e in labels)
+    widest = max(text_width(e.text or "", 9) for e in labels)
+    assert len(labels) >= 2 and all(b - a > widest for a, b in itertools.pairwise(xs))
+
+
+def test_a_late_peak_is_labelled_on_its_left_and_the_legend_keeps_off_it():
+    record = {
+        "baseline": 4e8,
+        "over_baseline": 6e7,
+        "limit": 8e7,
+        "payload": 4e7,
+        "limit_text": "2x",
+        "passed": True,
+        "duration_s": 0.05,
+        "peak_at_s": 0.05,
+        "timeline": [(i * 0.001, 4e8 + 6e7 * min(1.0, i / 40)) for i in range(51)],
+    }
+    root = _parse(plots.peak_svg(record))
+    (label,) = [e for e in root.iter("{http://www.w3.org/2000/svg}text") if (e.text or "").startswith("peak ")]
+    assert label.get("text-anchor") == "end"
+    box = next(e for e in root.iter("{http://www.w3.org/2000/svg}rect") if e.get("rx") == "2")
+    assert float(box.get("x") or 0) < 400  # the peak sits at the right end: the legend is not there
