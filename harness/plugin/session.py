@@ -130,6 +130,7 @@ class LeakSession:
 
             meter = PeakMeter(item.name)
             meter.__enter__()
+        threads_out = _ThreadsOutOfMemory() if self.config.getoption("leak_isolated_child") else None
         try:
             result = yield
         except HarnessUsageError as exc:
@@ -138,6 +139,16 @@ class LeakSession:
         finally:
             if meter is not None:
                 meter.__exit__(None, None, None)
+            if threads_out is not None:
+                threads_out.close()
+        if threads_out is not None and threads_out.seen:
+            # Under a cgroup the kernel kills the whole child when a thread runs out; under
+            # RLIMIT_DATA the thread's MemoryError only reached threading.excepthook (a
+            # warning): the test ran out of memory all the same.
+            from harness.isolation import reserve
+
+            reserve.release()
+            raise MemoryError(threads_out.seen[0])
         if meter is not None and spec is not None:
             self._check_peak(item, spec, meter.result)
         rec = item.stash.get(RECORDER_KEY, None)
@@ -303,3 +314,30 @@ class LeakSession:
             terminalreporter.write_line(f"reports: {self.settings.report_dir / 'index.html'}")
 
     # reports/index.html, the run history, --leak-save and --leak-compare: harness.plugin.reporting
+
+
+class _ThreadsOutOfMemory:
+    """While installed: notes a thread's allocation failure (``MemoryError``, or an error
+    whose text reads as one), then hands the exception on to the previous excepthook."""
+
+    def __init__(self) -> None:
+        import threading
+
+        self.seen: list[str] = []
+        self._previous = threading.excepthook
+        threading.excepthook = self._hook
+
+    def _hook(self, args: Any) -> None:
+        from harness.isolation.child import is_allocation_failure
+
+        exc_type, value = args.exc_type, args.exc_value
+        if exc_type is not None and (issubclass(exc_type, MemoryError) or is_allocation_failure(str(value))):
+            name = args.thread.name if args.thread is not None else "a thread"
+            self.seen.append(f"{exc_type.__name__} in thread {name!r}: {value}".rstrip(": "))
+        self._previous(args)
+
+    def close(self) -> None:
+        import threading
+
+        if threading.excepthook == self._hook:
+            threading.excepthook = self._previous

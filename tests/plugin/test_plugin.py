@@ -335,6 +335,38 @@ def test_under_rlimit_the_child_has_memory_left_to_report_after_the_test_ran_out
     assert "error" not in child.splitlines()[-1].lower(), child[-2000:]
 
 
+THREAD_OOM = """
+import threading
+import pytest
+
+@pytest.mark.leak(isolate=True, memory_limit="200 MB")
+def test_thread_runs_out():
+    def work():
+        held = []
+        while True:
+            held.append(bytearray(1 << 20))
+    t = threading.Thread(target=work, name="loader")
+    t.start()
+    t.join()
+
+@pytest.mark.leak(isolate=True, memory_limit="200 MB")
+def test_thread_fails_otherwise():
+    t = threading.Thread(target=lambda: 1 / 0)
+    t.start()
+    t.join()
+"""
+
+
+def test_under_rlimit_a_thread_that_runs_out_of_memory_fails_the_isolated_test(pytester, run, monkeypatch):
+    # Under a cgroup the kernel kills the child; under RLIMIT_DATA the thread's MemoryError
+    # only reached threading.excepthook, and the test passed.
+    monkeypatch.setenv("HARNESS_ISOLATION_CAP", "rlimit")
+    pytester.makepyfile(test_thread=THREAD_OOM)
+    result = run("-v")
+    result.assert_outcomes(failed=1, passed=1)  # another error in a thread stays pytest's warning
+    result.stdout.fnmatch_lines(["*test_thread_runs_out (isolated): * ran out of memory under the 200 MB memory cap*"])
+
+
 @pytest.mark.parametrize("mechanism", ["auto", "rlimit"])
 def test_an_isolated_test_that_runs_out_of_memory_fails_and_pytest_goes_on(pytester, run, monkeypatch, mechanism):
     # "auto" is a cgroup where one can be made (the kernel kills); "rlimit" is the fallback
