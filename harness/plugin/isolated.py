@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -13,12 +14,19 @@ from harness.plugin.markers import LeakSpec
 
 def run_in_child(item: pytest.Function, spec: LeakSpec, report_dir: Path, test_trace: Path) -> None:
     """Run ``item`` in a child pytest; return when it passed there, fail it otherwise."""
+    work = Path(tempfile.mkdtemp(prefix="harness-isolated-test-"))
+    try:
+        _run(item, spec, report_dir, test_trace, work)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)  # the child's output was copied beside the test's trace
+
+
+def _run(item: pytest.Function, spec: LeakSpec, report_dir: Path, test_trace: Path, work: Path) -> None:
     from harness.isolation.child import is_allocation_failure
     from harness.isolation.run import run_isolated
     from harness.recording.trace import Trace
 
     config = item.config
-    work = Path(tempfile.mkdtemp(prefix="harness-isolated-test-"))
     args = [
         item.nodeid,
         "--leak-isolated-child",
@@ -53,9 +61,23 @@ def run_in_child(item: pytest.Function, spec: LeakSpec, report_dir: Path, test_t
         result = dataclasses.replace(result, outcome="oom", error=failure.splitlines()[0])
     item.user_properties.append(("leak_isolated_outcome", result.outcome))
     item.user_properties.append(("leak_isolated_cap", result.cap))
-    item.user_properties.append(("leak_isolated_output_file", str(work / "child-output.txt")))
+    kept = _keep_output(work / "child-output.txt", test_trace.parent)
+    if kept is not None:
+        item.user_properties.append(("leak_isolated_output_file", str(kept)))
     if result.outcome == "ok":
         if value.get("exitcode") == 0:
             return
         pytest.fail(f"{item.nodeid} (isolated): {failure or 'failed in the child'}", pytrace=False)
     pytest.fail(f"{item.nodeid} (isolated): {result.message()}", pytrace=False)
+
+
+def _keep_output(output: Path, folder: Path) -> Path | None:
+    """The child pytest's own output, copied beside the test's trace (the run's scratch
+    folder is removed); None when it cannot be kept (no output, a read-only report dir)."""
+    target = folder / "child-output.txt"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(output, target)
+    except OSError:
+        return None
+    return target

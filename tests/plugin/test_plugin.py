@@ -330,7 +330,9 @@ def test_under_rlimit_the_child_has_memory_left_to_report_after_the_test_ran_out
     # The child pytest's own output: the test failed with MemoryError, and its teardown's
     # 8 MB came from the reserve (no "error at teardown" on top of the failure).
     props = {p.get("name"): p.get("value") for p in ET.parse(pytester.path / "junit.xml").iter("property")}
-    child = Path(props["leak_isolated_output_file"]).read_text()
+    kept = Path(props["leak_isolated_output_file"])
+    assert kept.parent.parent == pytester.path / "reports"  # beside the test's trace; the scratch folder is gone
+    child = kept.read_text()
     assert "MemoryError" in child and "1 failed" in child, child[-2000:]
     assert "error" not in child.splitlines()[-1].lower(), child[-2000:]
 
