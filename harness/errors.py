@@ -52,3 +52,8 @@ class HarnessUsageError(HarnessError, ValueError):
 
 class TraceError(HarnessUsageError):
     """A trace cannot be analysed as asked (empty, too short, unknown event or signal)."""
+
+
+class TooFewSamples(TraceError):
+    """The window holds too few samples of a signal for a slope (a short run, a sparse
+    probe): the trace itself is fine, and can still be drawn."""

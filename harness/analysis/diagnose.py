@@ -8,7 +8,7 @@ from typing import Literal
 
 from harness.analysis.stats import Growth
 from harness.analysis.window import select_window, window_growth
-from harness.errors import HarnessUsageError
+from harness.errors import HarnessUsageError, TooFewSamples
 from harness.recording.trace import Trace
 from harness.units import format_rate, format_rate_short, parse_rate
 
@@ -48,11 +48,16 @@ def diagnose(
     limit = parse_rate(max_growth, "diagnose max_growth=")
     window = select_window(trace, after, settle)
     present = trace.signals
-    evidence: dict[str, Growth] = {
-        name: window_growth(trace, name, window)
-        for name in ("rss", "unaccounted", "cuda_allocated", "cuda_reserved")
-        if name in present
-    }
+    evidence: dict[str, Growth] = {}
+    for name in ("rss", "unaccounted", "cuda_allocated", "cuda_reserved"):
+        if name not in present:
+            continue
+        try:
+            evidence[name] = window_growth(trace, name, window)
+        except TooFewSamples:
+            if name == "rss":
+                raise
+            # an optional column with no values here (no CUDA on this run): no evidence
 
     def grows(name: str) -> bool:
         return name in evidence and evidence[name].exceeds(limit)

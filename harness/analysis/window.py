@@ -11,7 +11,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from harness.analysis.stats import Growth, robust_growth
-from harness.errors import TraceError
+from harness.errors import TooFewSamples, TraceError
 from harness.recording.trace import Trace
 from harness.units import format_step, parse_settle
 
@@ -66,7 +66,7 @@ def select_window(trace: Trace, after: str | None = None, settle: object = None)
     n = len(steps) - first
     if n < MIN_WINDOW_SAMPLES:
         where = f"after {after!r} (step {format_step(origin)})" if after else "after warm-up"
-        raise TraceError(
+        raise TooFewSamples(
             f"the window {where} in trace {trace.name!r} has {n} samples, fewer than the "
             f"{MIN_WINDOW_SAMPLES} a slope needs (last step {format_step(steps[-1])}, settle {settle_steps} steps): "
             "run more steps past it or lower settle="
@@ -96,7 +96,7 @@ def window_series(trace: Trace, signal: str, window: Window) -> tuple[NDArray[np
     count = int(finite.sum())
     needed = min_samples(signal)
     if count < needed:
-        raise TraceError(
+        raise TooFewSamples(
             f"signal {signal!r} has {count} values in the window of trace {trace.name!r}; "
             f"a slope needs {needed}"
             + (": the process tree is read on a time budget, run longer" if needed < MIN_WINDOW_SAMPLES else "")

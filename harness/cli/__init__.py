@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from harness import signals
-from harness.errors import HarnessUsageError, LeakError
+from harness.errors import HarnessUsageError, LeakError, TooFewSamples
 
 if TYPE_CHECKING:
     import harness
@@ -162,7 +162,15 @@ def _report(args: argparse.Namespace, trace: harness.Trace) -> int:
         target = output
     if target.resolve() == args.trace.resolve():
         raise HarnessUsageError(f"-o {str(target)!r} is the trace itself; give another file name")
-    verdict = harness.growth_verdict(trace, **_report_options(args))
+    if args.max_growth is not None:
+        from harness.units import parse_rate
+
+        parse_rate(args.max_growth, "--max-growth")  # a bad value is named by its flag
+    try:
+        verdict: harness.GrowthVerdict | None = harness.growth_verdict(trace, **_report_options(args))
+    except TooFewSamples as exc:  # the trace is still worth a look: drawn, with no check
+        verdict = None
+        print(f"harness report: the page has no growth check: {exc}", file=sys.stderr)
     target.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="harness-report-", dir=target.parent) as scratch:
         _, html_path = write_test_report(Path(scratch), trace.name, "recorded", trace, verdict, {})

@@ -669,6 +669,10 @@ def _draw_mark(mark: _Mark, m: _Map, ax: Axes, ident: str) -> str:
                 f'stroke-width="{_num(a["width"])}"{_dash(a["style"], a["width"])}{alpha} '
                 'stroke-linejoin="round" stroke-linecap="butt"/>'
             )
+        finite = [(x, y) for x, y in zip(a["xs"], a["ys"], strict=False) if math.isfinite(x) and math.isfinite(y)]
+        if a["line"] and not a["marker"] and len(finite) == 1:  # one sample: a dot, not nothing
+            (x, y), r = finite[0], max(1.5, a["width"] * 1.5)
+            parts.append(f'<circle cx="{_num(m.x(x))}" cy="{_num(m.y(y))}" r="{_num(r)}" fill="{a["color"]}"/>')
         if a["marker"]:
             r = a["markersize"] / 2
             for x, y in zip(a["xs"], a["ys"], strict=False):

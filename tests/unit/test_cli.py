@@ -5,6 +5,8 @@ from __future__ import annotations
 import subprocess
 import sys
 
+from harness.recording.trace import TraceWriter
+
 
 def cli(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "harness.cli", *args], capture_output=True, text=True, check=False)
@@ -67,3 +69,29 @@ def test_plan_reproduces_the_incident_arithmetic():
     )
     assert out.returncode == 1
     assert "5 workers need 9.0 GB–14.0 GB against 6.5 GB: does not fit." in out.stdout
+
+
+def test_report_draws_a_trace_too_short_for_a_check_and_says_why(tmp_path, capsys):
+    from harness.cli import main
+
+    trace = tmp_path / "short.jsonl"
+    with TraceWriter(trace, "short") as w:
+        for step in range(5):
+            w.sample(step, step * 1e-3, {"rss": 1e8 + step})
+    assert main(["report", str(trace), "-o", str(tmp_path / "r.html")]) == 0
+    assert "the page has no growth check: the window after warm-up in trace 'short' has" in capsys.readouterr().err
+    assert "<svg" in (tmp_path / "r.html").read_text()
+    # a bad limit is still an error, named by its flag
+    assert main(["report", str(trace), "--max-growth", "-1 MB/1k steps", "-o", str(tmp_path / "x.html")]) == 2
+    assert "(from --max-growth)" in capsys.readouterr().err
+
+
+def test_diagnose_skips_an_optional_column_with_no_values(tmp_path, capsys):
+    from harness.cli import main
+
+    trace = tmp_path / "t.jsonl"
+    with TraceWriter(trace, "t") as w:
+        for step in range(200):
+            w.sample(step, step * 1e-3, {"rss": 1e8 + step * 1e5, "cuda_reserved": float("nan")})
+    assert main(["diagnose", str(trace)]) == 0
+    assert "rss 100 MB/1k steps" in capsys.readouterr().out
