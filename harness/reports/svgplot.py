@@ -93,7 +93,7 @@ def _dash(style: str | tuple[float, ...], width: float) -> str:
 
 
 def nice_ticks(low: float, high: float, nbins: int, *, integer: bool = False) -> list[float]:
-    """Ticks at 1, 2, 2.5 or 5 × a power of ten, at most ``nbins`` intervals, within the range."""
+    """Ticks at 1, 2, 2.5 or 5 × a power of ten, about ``nbins`` intervals, within the range."""
     if not (math.isfinite(low) and math.isfinite(high)) or high <= low:
         return [low] if math.isfinite(low) else []
     raw = (high - low) / max(nbins, 1)
@@ -114,7 +114,8 @@ def _ticks(low: float, high: float, nbins: int, raw: float, integer: bool) -> li
             continue
         if integer and m == 2.5:
             continue
-        if math.ceil(high / candidate - 1e-9) - math.floor(low / candidate + 1e-9) <= nbins:
+        # intervals of the ticks that cover the range (an outer one may stick out)
+        if math.ceil(high / candidate - 1e-9) - math.floor(low / candidate + 1e-9) <= nbins + 1:
             step = candidate
             break
     first = math.ceil(low / step - 1e-9)
