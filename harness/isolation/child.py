@@ -59,6 +59,12 @@ def is_allocation_failure(text: str) -> bool:
     return "memoryerror" in lowered or any(marker in lowered for marker in OOM_TEXT)
 
 
+def ran_out_of_memory(exc: BaseException | None) -> bool:
+    """Is ``exc`` running out of memory: a ``MemoryError``, or an error worded as one (numpy's,
+    torch's "can't allocate memory")?"""
+    return isinstance(exc, MemoryError) or (exc is not None and is_allocation_failure(str(exc)))
+
+
 def _prctl(option: int, value: int) -> bool:
     if not sys.platform.startswith("linux"):
         return False

@@ -144,10 +144,8 @@ class LeakSession:
         if threads_out is not None and threads_out.seen:
             # Under a cgroup the kernel kills the whole child when a thread runs out; under
             # RLIMIT_DATA the thread's MemoryError only reached threading.excepthook (a
-            # warning): the test ran out of memory all the same.
-            from harness.isolation import reserve
-
-            reserve.release()
+            # warning): the test ran out of memory all the same (the report hook gives the
+            # reserve back, as for the test's own MemoryError).
             raise MemoryError(threads_out.seen[0])
         if meter is not None and spec is not None:
             self._check_peak(item, spec, meter.result)
@@ -222,9 +220,9 @@ class LeakSession:
     ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
         if call.excinfo is not None and self.config.getoption("leak_isolated_child"):
             from harness.isolation import reserve
-            from harness.isolation.child import is_allocation_failure
+            from harness.isolation.child import ran_out_of_memory
 
-            if call.excinfo.errisinstance(MemoryError) or is_allocation_failure(str(call.excinfo.value)):
+            if ran_out_of_memory(call.excinfo.value):
                 reserve.release()  # room under the cap to format the failure and write the report
         report = yield
         if call.when != "call":
@@ -328,12 +326,11 @@ class _ThreadsOutOfMemory:
         threading.excepthook = self._hook
 
     def _hook(self, args: Any) -> None:
-        from harness.isolation.child import is_allocation_failure
+        from harness.isolation.child import ran_out_of_memory
 
-        exc_type, value = args.exc_type, args.exc_value
-        if exc_type is not None and (issubclass(exc_type, MemoryError) or is_allocation_failure(str(value))):
+        if ran_out_of_memory(args.exc_value):
             name = args.thread.name if args.thread is not None else "a thread"
-            self.seen.append(f"{exc_type.__name__} in thread {name!r}: {value}".rstrip(": "))
+            self.seen.append(f"{type(args.exc_value).__name__} in thread {name!r}: {args.exc_value}".rstrip(": "))
         self._previous(args)
 
     def close(self) -> None:

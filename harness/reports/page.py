@@ -9,6 +9,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Literal
 
+from harness.reports.svgplot import esc as xml_esc
+
 CSS = """
 :root{--pass:#1a7f37;--pass-bg:#dafbe1;--fail:#cf222e;--fail-bg:#ffebe9;--xfail:#9a6700;--xfail-bg:#fff8c5;
 --muted:#57606a;--line:#d0d7de;--card:#f6f8fa}
@@ -49,11 +51,9 @@ ol.chain{margin:.3em 0 .6em 1.2em;padding:0}ol.chain li{margin:.1em 0}
 
 
 def esc(value: object) -> str:
-    """Text for HTML: escaped, and characters a page cannot hold (control characters, lone
-    surrogates from a trace's ``\\ud800``) shown as U+FFFD."""
-    from harness.reports.svgplot import esc as xml_esc
-
-    return xml_esc(str(value)).replace("'", "&#x27;")
+    """Text for HTML: ``svgplot.esc`` of its string (control characters and lone surrogates
+    shown as U+FFFD)."""
+    return xml_esc(str(value))
 
 
 #: A test's outcome as the reports show it: pytest's, with an expected failure told apart

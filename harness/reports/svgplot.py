@@ -16,6 +16,7 @@ for the legend's box and the y-axis title, is estimated from DejaVu Sans' advanc
 from __future__ import annotations
 
 import hashlib
+import html
 import itertools
 import math
 import re
@@ -63,10 +64,10 @@ _FORBIDDEN = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
 
 
 def esc(text: str) -> str:
-    """Text for SVG/XML: markup escaped, and characters XML cannot hold (control characters,
-    lone surrogates from a JSON ``\\ud800``) shown as U+FFFD."""
-    text = _FORBIDDEN.sub("\ufffd", text)
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace('"', "&quot;")
+    """Text for SVG/XML and HTML: ``html.escape`` (markup and quotes), after characters XML
+    cannot hold (control characters, lone surrogates from a JSON ``\\ud800``) are shown as
+    U+FFFD."""
+    return html.escape(_FORBIDDEN.sub("\ufffd", text), quote=True)
 
 
 #: Coordinates are clamped to this (points): far beyond any page, and a float every SVG
@@ -492,10 +493,22 @@ def _text(
     return f"<text {attrs}{extra}>{esc(text)}</text>"
 
 
+def _finite_pairs(xs: Sequence[float], ys: Sequence[float]) -> list[tuple[float, float]]:
+    return [(x, y) for x, y in zip(xs, ys, strict=False) if math.isfinite(x) and math.isfinite(y)]
+
+
 def _points(xs: Sequence[float], ys: Sequence[float], m: _Map) -> str:
-    return " ".join(
-        f"{_num(m.x(x))},{_num(m.y(y))}" for x, y in zip(xs, ys, strict=False) if math.isfinite(x) and math.isfinite(y)
-    )
+    return " ".join(f"{_num(m.x(x))},{_num(m.y(y))}" for x, y in _finite_pairs(xs, ys))
+
+
+def _circle(px: float, py: float, r: float, colour: str) -> str:
+    return f'<circle cx="{_num(px)}" cy="{_num(py)}" r="{_num(r)}" fill="{colour}"/>'
+
+
+def _text_anchor(args: dict[str, Any], m: _Map) -> tuple[float, float]:
+    """Where a text mark is anchored on the page: its point, moved by its offset (y up)."""
+    cx, cy = args["coords"]
+    return m.x(args["x"], cx) + args["offset"][0], m.y(args["y"], cy) - args["offset"][1]
 
 
 def _draw_axes(ax: Axes, ident: str, page_width: float) -> str:
@@ -514,13 +527,17 @@ def _draw_axes(ax: Axes, ident: str, page_width: float) -> str:
     else:
         xt, xlabels = _x_ticks(ax, m)
         rotation = 0.0
+
+    def inside(x: float) -> bool:
+        return ax.x0 - 0.01 <= x <= ax.x0 + ax.width + 0.01
+
     grid = []
     for v in yt:
         y = m.y(v)
         grid.append(f"M{_num(ax.x0)} {_num(y)}H{_num(ax.x0 + ax.width)}")
     for v in xt:
         x = m.x(v)
-        if ax.x0 - 0.01 <= x <= ax.x0 + ax.width + 0.01:
+        if inside(x):
             grid.append(f"M{_num(x)} {_num(ax.y0)}V{_num(ax.y0 + ax.height)}")
     if grid:
         out.append(f'<path d="{"".join(grid)}" stroke="{GRID_COLOUR}" stroke-width="0.6" fill="none"/>')
@@ -545,7 +562,7 @@ def _draw_axes(ax: Axes, ident: str, page_width: float) -> str:
         labels.append(_text(ax.x0 - TICK_LEN - TICK_PAD, y + FONT_SIZE * 0.35, label, anchor="end"))
     for v, label in zip(xt, xlabels, strict=False):
         x = m.x(v)
-        if not ax.x0 - 0.01 <= x <= ax.x0 + ax.width + 0.01:
+        if not inside(x):
             continue
         ticks.append(f"M{_num(x)} {_num(bottom)}v{TICK_LEN}")
         if ax.x_tick_labels:
@@ -670,16 +687,16 @@ def _draw_mark(mark: _Mark, m: _Map, ax: Axes, ident: str) -> str:
                 f'stroke-width="{_num(a["width"])}"{_dash(a["style"], a["width"])}{alpha} '
                 'stroke-linejoin="round" stroke-linecap="butt"/>'
             )
-        finite = [(x, y) for x, y in zip(a["xs"], a["ys"], strict=False) if math.isfinite(x) and math.isfinite(y)]
+        finite = _finite_pairs(a["xs"], a["ys"])
         if a["line"] and not a["marker"] and len(finite) == 1:  # one sample: a dot, not nothing
             (x, y), r = finite[0], max(1.5, a["width"] * 1.5)
-            parts.append(f'<circle cx="{_num(m.x(x))}" cy="{_num(m.y(y))}" r="{_num(r)}" fill="{a["color"]}"/>')
+            parts.append(_circle(m.x(x), m.y(y), r, a["color"]))
         if a["marker"]:
             r = a["markersize"] / 2
             for x, y in zip(a["xs"], a["ys"], strict=False):
                 px, py = m.x(x), m.y(y)
                 if a["marker"] == "o":
-                    parts.append(f'<circle cx="{_num(px)}" cy="{_num(py)}" r="{_num(r)}" fill="{a["color"]}"/>')
+                    parts.append(_circle(px, py, r, a["color"]))
                 else:
                     parts.append(
                         f'<polygon points="{_num(px - r)},{_num(py - r)} {_num(px + r)},{_num(py - r)} '
@@ -695,9 +712,7 @@ def _draw_mark(mark: _Mark, m: _Map, ax: Axes, ident: str) -> str:
             d.append(f"M{_num(px - c)} {_num(y_bot)}h{_num(2 * c)}")
         return f'<path d="{"".join(d)}" stroke="{a["ecolor"]}" stroke-width="1" fill="none"/>'
     if mark.kind == "text":
-        cx, cy = a["coords"]
-        x = m.x(a["x"], cx) + a["offset"][0]
-        y = m.y(a["y"], cy) - a["offset"][1]
+        x, y = _text_anchor(a, m)
         size = a["size"]
         y += {"baseline": 0.0, "top": size * 0.8, "bottom": -size * 0.2, "center": size * 0.35}[a["va"]]
         anchor = {"left": "start", "center": "middle", "right": "end"}[a["ha"]]
@@ -752,10 +767,10 @@ def _occupied(ax: Axes, m: _Map) -> list[tuple[float, float]]:
             y = m.y(a["y"])
             out += [(ax.x0 + ax.width * f / 40, y) for f in range(41)]
         elif mark.kind == "text":
-            cx, cy = a["coords"]
-            x = m.x(a["x"], cx) + a["offset"][0]
-            y = m.y(a["y"], cy) - a["offset"][1]
-            out += [(x + d, y) for d in range(0, int(text_width(a["text"], a["size"])), 4)] * 5
+            x, y = _text_anchor(a, m)
+            width = text_width(a["text"], a["size"])
+            start = x - {"left": 0.0, "center": width / 2, "right": width}[a["ha"]]
+            out += [(start + d, y) for d in range(0, int(width), 4)] * 5
     return [(x, y) for x, y in out if math.isfinite(x) and math.isfinite(y)]
 
 
