@@ -19,6 +19,13 @@ def episode(n: int = 64) -> dict[str, np.ndarray]:
     return {"obs": np.ones((n, 8, 8, 3), dtype=np.uint8), "reward": np.zeros(n, dtype=np.float32)}
 
 
+def release_failure(tracker: harness.ReleaseTracker) -> str:
+    """The message of the ReleaseError that ``tracker.assert_released()`` must raise."""
+    with pytest.raises(ReleaseError) as err:
+        tracker.assert_released()
+    return str(err.value)
+
+
 def test_released_objects_pass():
     tr = harness.track_release()
     ep = episode()
@@ -40,9 +47,7 @@ def test_a_view_in_an_untracked_tuple_is_traced_to_the_queue_that_holds_it():
     tr = harness.track_release()
     tr.watch(ep["obs"], label="episode 17 obs")
     del ep
-    with pytest.raises(ReleaseError) as err:
-        tr.assert_released()
-    text = str(err.value)
+    text = release_failure(tr)
     assert "1 of 1 watched objects are still alive" in text
     assert "episode 17 obs (ndarray) is still alive, held by: local 'trainer' in " in text
     assert "Trainer._inflight (deque, 1 items) -> [0] (tuple, 2 items) -> [0] (ndarray view (8, 8, 8, 3) uint8)" in text
@@ -146,9 +151,7 @@ def test_a_forward_hook_is_named_with_the_call_that_registered_it():
     tr = harness.track_release()
     tr.watch(obs, label="obs")
     del obs
-    with pytest.raises(ReleaseError) as err:
-        tr.assert_released()
-    text = str(err.value)
+    text = release_failure(tr)
     assert "local 'layer' in " in text
     assert "-> Linear._forward_hooks[" in text
     assert "] (a hook registered with register_forward_hook: function " in text
@@ -164,9 +167,7 @@ def test_a_tensor_hook_is_named_instead_of_a_bare_referent():
     tr = harness.track_release()
     tr.watch(obs, label="obs")
     del obs
-    with pytest.raises(ReleaseError) as err:
-        tr.assert_released()
-    text = str(err.value)
+    text = release_failure(tr)
     assert "(referent)" not in text
     assert "-> Tensor._backward_hooks[" in text and "(a hook registered with Tensor.register_hook: function " in text
     handle.remove()
@@ -188,9 +189,7 @@ def test_a_hook_on_a_leaf_that_only_a_kept_graph_reaches_is_followed_through_the
     tr = harness.track_release()
     tr.watch(obs, label="obs")
     del obs
-    with pytest.raises(ReleaseError) as err:
-        tr.assert_released()
-    text = str(err.value)
+    text = release_failure(tr)
     assert "local 'graphs' in " in text
     assert "-> [0] (Tensor () float32) -> Tensor.grad_fn (SumBackward0) -> SumBackward0.next_functions[0]" in text
     assert "(MulBackward0) -> MulBackward0.next_functions[0] (AccumulateGrad)" in text
@@ -221,9 +220,7 @@ def test_an_atexit_registration_is_named_as_a_holder_python_cannot_see():
         atexit.unregister(next(o for o in gc.get_objects() if id(o) == callback_id))
 
     try:
-        with pytest.raises(ReleaseError) as err:
-            tr.assert_released()
-        text = str(err.value)
+        text = release_failure(tr)
         assert "held from outside Python's view (no chain" not in text
         assert "held by: a reference Python cannot see (function " in text
         assert "register.<locals>.flush_on_exit (tests/unit/test_liveness.py:" in text
@@ -243,9 +240,7 @@ def test_a_hook_on_a_grad_fn_is_named_as_a_hook_dict_torch_keeps_in_cpp():
     tr = harness.track_release()
     tr.watch(obs, label="obs")
     del obs
-    with pytest.raises(ReleaseError) as err:
-        tr.assert_released()
-    text = str(err.value)
+    text = release_failure(tr)
     assert "held by: a reference Python cannot see (OrderedDict, 1 items, 1 reference no Python object" in text
     assert "a hook dict torch keeps in C++" in text and "grad_fn's register_hook" in text
     handle.remove()
