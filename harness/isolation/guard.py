@@ -122,7 +122,9 @@ class MemoryGuard:
 
     def _watch(self) -> None:
         warned = False
-        while not self._stop.is_set():
+        # At least one reading, however soon the block ends: a guard that never read would
+        # report "no threshold crossed" on no evidence.
+        while True:
             available, used, procs = self.read()
             self.min_available = available if self.min_available is None else min(self.min_available, available)
             level: Literal["warning", "critical"] | None = (
@@ -141,7 +143,8 @@ class MemoryGuard:
                     if self.on_critical is not None:
                         self.on_critical()
                     return
-            self._stop.wait(self.interval_s)
+            if self._stop.wait(self.interval_s):
+                return
 
     def message(self) -> str:
         if self.error is not None:

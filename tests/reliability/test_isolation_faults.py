@@ -82,7 +82,10 @@ def test_a_grandchild_that_calls_setsid_dies_with_the_isolated_run(
 def test_a_timed_out_run_takes_its_setsid_grandchild_along(tmp_path, private_tmp):
     pidfile = tmp_path / "pids.json"
     result = harness.run_isolated(
-        "isolation_targets:spawn_escapee", {"pidfile": str(pidfile), "then_sleep": 600}, timeout="3 s"
+        # 6 s: time for the worker and its escapee to start and write their pids on a loaded machine.
+        "isolation_targets:spawn_escapee",
+        {"pidfile": str(pidfile), "then_sleep": 600},
+        timeout="6 s",
     )
     assert result.outcome == "timeout"
     info = json.loads(pidfile.read_text())

@@ -19,6 +19,7 @@ PARAM_IDS = ["a/b", "a:b", "a b", "a?b"]
 COLLIDING = """
 import pytest
 
+@pytest.mark.leak(every=1)  # counted below: no time budget may thin it under nested xdist
 @pytest.mark.parametrize("p", [1, 2, 3, 4], ids={ids!r})
 def test_recorded(memory_trace, p):
     for step in memory_trace.steps(200 * p):

@@ -142,7 +142,8 @@ def test_a_trickling_server_is_cut_off_at_the_timeout():
         t0 = time.monotonic()
         log = poll_status([url], every="1 s", duration="1 s", timeout="1 s")
         took = time.monotonic() - t0
-    assert took < 3.5, f"the poll took {took:.1f} s past a 1 s timeout"
+    # A hang would last as long as the server trickles (minutes); 6 s leaves a loaded machine room.
+    assert took < 6, f"the poll took {took:.1f} s past a 1 s timeout"
     assert "too slow" in (log.polls[0][0].problem or "")
 
 
@@ -161,7 +162,7 @@ def test_a_server_that_never_answers_is_too_slow_not_a_hang():
         log = poll_status(
             [f"http://127.0.0.1:{listener.getsockname()[1]}/s"], every="1 s", duration="1 s", timeout="1 s"
         )
-        assert time.monotonic() - t0 < 3.5
+        assert time.monotonic() - t0 < 6  # not a hang, with room for a loaded machine
         assert log.polls[0][0].problem
     finally:
         listener.close()

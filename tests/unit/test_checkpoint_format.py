@@ -177,7 +177,9 @@ def test_a_save_killed_mid_write_leaves_the_previous_checkpoint_loadable(saved, 
         buf = filled_buffer(30_000_000, (32, 32, 3))
         def slow(n):
             pathlib.Path({str(started)!r}).write_text(str(n))
-            time.sleep(0.05)
+            # From chunk 5 on the save waits to be killed: however late the parent looks,
+            # the kill lands mid-write.
+            time.sleep(600 if n >= 5 else 0.05)
         save_buffer(buf, {str(path)!r}, chunk_steps=500, on_chunk=slow)
         """
     )

@@ -85,7 +85,7 @@ def test_each_kind_of_bad_answer_is_reported_distinctly_and_none_reads_as_zero(b
         s.bind(("127.0.0.1", 0))
         dead = f"http://127.0.0.1:{s.getsockname()[1]}/status"
     urls = [dead, *(f"{bad_server}/{p}" for p in ("text", "missing", "negative", "nan", "zero", "boom"))]
-    log = harness.poll_status(urls, every="0.2 s", duration="0.3 s", timeout="1 s")
+    log = harness.poll_status(urls, every="0.2 s", duration="0.3 s", timeout="5 s")
     with pytest.raises(ComponentsError) as err:
         harness.assert_components_active(log, {"m": "> 0"})
     text = str(err.value)

@@ -50,10 +50,11 @@ def test_a_plain_exception_is_error_with_its_text():
 
 def test_a_hang_is_a_timeout_and_its_grandchildren_die_with_it(tmp_path):
     pidfile = tmp_path / "grandchild.pid"
-    result = run_isolated("fixtures.targets:hang", {"spawn_pidfile": str(pidfile)}, timeout="3 s")
+    # 6 s: the child must start, spawn its grandchild and reach step 9 first, on a loaded machine too.
+    result = run_isolated("fixtures.targets:hang", {"spawn_pidfile": str(pidfile)}, timeout="6 s")
     assert result.outcome == "timeout"
     assert result.last_step == 9
-    assert result.message().startswith("fixtures.targets:hang timed out after 3.")
+    assert result.message().startswith("fixtures.targets:hang timed out after 6.0 s at step 9")
     grandchild = int(pidfile.read_text())
     assert not psutil.pid_exists(grandchild) or psutil.Process(grandchild).status() == psutil.STATUS_ZOMBIE
 

@@ -104,7 +104,12 @@ def test_a_block_writer_killed_loses_at_most_its_last_block(tmp_path):
             assert time.monotonic() < deadline, "child never reached step 3,000"
             assert proc.poll() is None, "child died early"
             time.sleep(0.05)
-        time.sleep(1.5)  # past one flush interval after the mark
+        # Kill once a timed flush (every second) has written past the mark's own flush: a
+        # fixed sleep raced the child for the 2 cores on a loaded machine.
+        flushed = path.stat().st_size
+        while path.stat().st_size <= flushed:
+            assert time.monotonic() < deadline, "no timed flush after the mark"
+            time.sleep(0.05)
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(10)
     finally:
