@@ -153,8 +153,12 @@ def _work(spec: dict[str, Any]) -> int:
         reserve.release()
         result = {"outcome": "oom", "error": f"MemoryError: {exc}".rstrip(": ")}
     except Exception as exc:
+        oom = ran_out_of_memory(exc)  # numpy's and torch's allocation failures are worded, not typed
+        if oom:
+            from harness.isolation import reserve
+
+            reserve.release()
         text = f"{type(exc).__name__}: {exc}"
-        oom = any(marker in str(exc).lower() for marker in OOM_TEXT)
         result = {"outcome": "oom" if oom else "error", "error": text, "traceback": traceback.format_exc()}
     steps = [r.step for r in ([rec] if rec is not None else adopted) if r.step >= 0]
     if steps:
