@@ -134,6 +134,10 @@ class Recorder:
     name streams the block format (``harness.recording.blocks``: compact, checksummed,
     written every 4,096 samples or second). ``every=N`` samples every N-th step; by
     default steps are sampled on a time budget of ``interval`` (seconds or "2 ms"; default 2 ms).
+    The budget is a fraction of the time elapsed, so steps of real work (milliseconds) are
+    sampled every step, but a loop of microsecond steps is thinned after one stall (a GC
+    pause, another process): a 30 ms stall leaves 13-32 samples of 100 empty steps. Code
+    that counts samples or needs a given step in the trace passes ``every=1``.
     """
 
     def __init__(
