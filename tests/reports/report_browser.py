@@ -5,10 +5,13 @@ facts, a screenshot). Needs ``chromium`` on PATH and the ``websocket-client`` pa
 from __future__ import annotations
 
 import base64
+import contextlib
 import itertools
 import json
+import os
 import re
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
@@ -32,7 +35,7 @@ class Browser:
         import websocket  # websocket-client
 
         assert CHROMIUM is not None, "chromium is not installed"
-        self._profile = tempfile.TemporaryDirectory(prefix="leak-browser-")
+        self._profile = tempfile.mkdtemp(prefix="leak-browser-")
         self.proc = subprocess.Popen(
             [
                 CHROMIUM,
@@ -44,12 +47,13 @@ class Browser:
                 "--disable-extensions",
                 "--disable-background-networking",
                 "--remote-debugging-port=0",
-                f"--user-data-dir={self._profile.name}",
+                f"--user-data-dir={self._profile}",
                 "about:blank",
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
             text=True,
+            start_new_session=True,  # its zygote, renderer and utility processes: one group to stop
         )
         url = None
         deadline = time.monotonic() + 60
@@ -138,12 +142,34 @@ class Browser:
         try:
             self.ws.close()
         finally:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+            self._stop_group()
             if self.proc.stderr is not None:
                 self.proc.stderr.close()
-            self._profile.cleanup()
+            self._remove_profile()
+
+    def _stop_group(self) -> None:
+        """Stop Chromium and every process it started (they share its process group): a
+        renderer or utility process outliving the browser kept writing into the profile."""
+        group = self.proc.pid
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(group, signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(group, signal.SIGKILL)  # stragglers; a zombie left unreaped writes nothing
+
+    def _remove_profile(self) -> None:
+        # A killed process's last writes may still land for a moment: "Directory not empty:
+        # 'Default'" once failed a test's teardown. Retry, then leave the rest to the OS.
+        for _ in range(50):
+            try:
+                shutil.rmtree(self._profile)
+                return
+            except FileNotFoundError:
+                return
+            except OSError:
+                time.sleep(0.1)
+        shutil.rmtree(self._profile, ignore_errors=True)
