@@ -35,6 +35,8 @@ import traceback
 from pathlib import Path
 from typing import Any
 
+from harness.isolation import reserve
+
 #: Exit status for "the target ran out of memory and we caught it" (MemoryError).
 EXIT_OOM = 3
 EXIT_ERROR = 1
@@ -82,8 +84,6 @@ def _cap(spec: dict[str, Any]) -> None:
     rlimit = spec.get("rlimit")
     if rlimit:
         import resource
-
-        from harness.isolation import reserve
 
         cap = int(rlimit) + reserve.RESERVE_BYTES
         resource.setrlimit(resource.RLIMIT_DATA, (cap, cap))
@@ -148,15 +148,11 @@ def _work(spec: dict[str, Any]) -> int:
             value = func(**kwargs)
         result = {"outcome": "ok", "value": value}
     except MemoryError as exc:
-        from harness.isolation import reserve
-
         reserve.release()
         result = {"outcome": "oom", "error": f"MemoryError: {exc}".rstrip(": ")}
     except Exception as exc:
         oom = ran_out_of_memory(exc)  # numpy's and torch's allocation failures are worded, not typed
         if oom:
-            from harness.isolation import reserve
-
             reserve.release()
         text = f"{type(exc).__name__}: {exc}"
         result = {"outcome": "oom" if oom else "error", "error": text, "traceback": traceback.format_exc()}
